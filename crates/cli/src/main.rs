@@ -1,0 +1,50 @@
+//! `m2m-session`: runs the server and administers its users, OAuth clients and lockouts.
+
+mod args;
+mod commands;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = settings::FileConfig::load(cli.config.as_deref())?;
+    match &cli.command {
+        Command::Serve(serve) => {
+            commands::init_logging("info,sqlx=warn,tower_http=info");
+            commands::serve::run(settings::server_config(&cli, serve, &file)?).await
+        }
+        Command::User(cmd) => {
+            commands::init_logging("warn");
+            commands::user::run(&cli, &file, cmd).await
+        }
+        Command::Client(cmd) => {
+            commands::init_logging("warn");
+            commands::client::run(&cli, &file, cmd).await
+        }
+    }
+}

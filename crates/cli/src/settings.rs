@@ -1,0 +1,154 @@
+//! Merges flags and environment (already combined by clap) with the TOML file and defaults.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use m2m_session_server::ServerConfig;
+use m2m_session_server::crypto::Argon2Settings;
+use serde::Deserialize;
+
+use crate::args::{Argon2Args, Cli, ServeArgs};
+
+/// The config file: the same keys as the long flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub database: Option<String>,
+    pub session_idle_timeout: Option<String>,
+    pub lockout_threshold: Option<u32>,
+    pub lockout_duration: Option<String>,
+    pub argon2_memory_kib: Option<u32>,
+    pub argon2_iterations: Option<u32>,
+    pub argon2_parallelism: Option<u32>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+pub fn database(cli: &Cli, file: &FileConfig) -> String {
+    cli.database
+        .clone()
+        .or_else(|| file.database.clone())
+        .unwrap_or_else(|| ServerConfig::default().database)
+}
+
+pub fn argon2(args: &Argon2Args, file: &FileConfig) -> Argon2Settings {
+    let d = Argon2Settings::default();
+    Argon2Settings {
+        memory_kib: args
+            .argon2_memory_kib
+            .or(file.argon2_memory_kib)
+            .unwrap_or(d.memory_kib),
+        iterations: args
+            .argon2_iterations
+            .or(file.argon2_iterations)
+            .unwrap_or(d.iterations),
+        parallelism: args
+            .argon2_parallelism
+            .or(file.argon2_parallelism)
+            .unwrap_or(d.parallelism),
+    }
+}
+
+pub fn server_config(
+    cli: &Cli,
+    serve: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<ServerConfig> {
+    let mut config = ServerConfig {
+        database: database(cli, file),
+        argon2: argon2(&cli.argon2, file),
+        ..ServerConfig::default()
+    };
+    if let Some(listen) = serve.listen.or(file.listen) {
+        config.listen = listen;
+    }
+    if let Some(text) = serve
+        .session_idle_timeout
+        .as_ref()
+        .or(file.session_idle_timeout.as_ref())
+    {
+        config.policy.session_idle_timeout = parse_duration("session idle timeout", text)?;
+    }
+    if let Some(n) = serve.lockout_threshold.or(file.lockout_threshold) {
+        if n == 0 {
+            bail!("lockout threshold must be at least 1");
+        }
+        config.policy.lockout_threshold = n;
+    }
+    if let Some(text) = serve
+        .lockout_duration
+        .as_ref()
+        .or(file.lockout_duration.as_ref())
+    {
+        config.policy.lockout_duration = if text.trim() == "permanent" {
+            None
+        } else {
+            Some(parse_duration("lockout duration", text)?)
+        };
+    }
+    Ok(config)
+}
+
+fn parse_duration(what: &str, text: &str) -> anyhow::Result<Duration> {
+    let d = humantime::parse_duration(text.trim())
+        .with_context(|| format!("invalid {what} {text:?} (expected e.g. 20m, 90s, 1h)"))?;
+    if d.is_zero() {
+        bail!("{what} must be greater than zero");
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::Command;
+
+    fn serve_config(argv: &[&str], file: &str) -> anyhow::Result<ServerConfig> {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let file: FileConfig = toml::from_str(file).unwrap();
+        let Command::Serve(serve) = &cli.command else {
+            panic!("not serve")
+        };
+        server_config(&cli, serve, &file)
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let c = serve_config(
+            &["m2m-session", "serve", "--lockout-threshold", "7"],
+            "lockout_threshold = 3\nsession_idle_timeout = \"2s\"\nlockout_duration = \"permanent\"",
+        )
+        .unwrap();
+        assert_eq!(c.policy.lockout_threshold, 7);
+        assert_eq!(c.policy.session_idle_timeout, Duration::from_secs(2));
+        assert_eq!(c.policy.lockout_duration, None);
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.database, "sqlite://m2m-session.db");
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let err = serve_config(
+            &["m2m-session", "serve", "--session-idle-timeout", "soon"],
+            "",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("invalid session idle timeout"));
+        assert!(serve_config(&["m2m-session", "serve", "--lockout-threshold", "0"], "").is_err());
+        assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
+    }
+}

@@ -1,0 +1,131 @@
+use std::fmt;
+
+/// The service part of every code; clients match on what follows it, which is stable.
+pub const SERVICE_PREFIX: &str = "UnifiedWebService.";
+
+/// Every `errorCode` this system emits, documented by the platform or decided in the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    SessionTokenExpired,
+    SessionTokenFormat,
+    SessionTokenInvalid,
+    RequestUndefined,
+    DeserializationFailed,
+    UnexpectedError,
+    InvalidCharacter,
+    InvalidCredentials,
+    Locked,
+    OldPasswordMismatch,
+    Throttled,
+    IdempotencyKeyExpired,
+    IdempotencyKeyMismatch,
+    IdempotencyKeyInProgress,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    /// Every code, for tests and documentation.
+    pub const ALL: [ErrorCode; 19] = [
+        Self::SessionTokenExpired,
+        Self::SessionTokenFormat,
+        Self::SessionTokenInvalid,
+        Self::RequestUndefined,
+        Self::DeserializationFailed,
+        Self::UnexpectedError,
+        Self::InvalidCharacter,
+        Self::InvalidCredentials,
+        Self::Locked,
+        Self::OldPasswordMismatch,
+        Self::Throttled,
+        Self::IdempotencyKeyExpired,
+        Self::IdempotencyKeyMismatch,
+        Self::IdempotencyKeyInProgress,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::ServiceUnavailable,
+    ];
+
+    /// The full code as it appears on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionTokenExpired => "UnifiedWebService.REQUEST_FAILED.SessionToken.Expired",
+            Self::SessionTokenFormat => "UnifiedWebService.REQUEST_FAILED.SessionToken.Format",
+            Self::SessionTokenInvalid => "UnifiedWebService.INPUT_INVALID.SessionToken.Invalid",
+            Self::RequestUndefined => "UnifiedWebService.INPUT_INVALID.RequestUndefined",
+            Self::DeserializationFailed => "UnifiedWebService.INPUT_INVALID.DeserializationFailed",
+            Self::UnexpectedError => "UnifiedWebService.REQUEST_FAILED.UnexpectedError",
+            Self::InvalidCharacter => "UnifiedWebService.INPUT_INVALID.Request.InvalidCharacter",
+            Self::InvalidCredentials => "UnifiedWebService.REQUEST_FAILED.Login.InvalidCredentials",
+            Self::Locked => "UnifiedWebService.REQUEST_FAILED.Login.Locked",
+            Self::OldPasswordMismatch => {
+                "UnifiedWebService.REQUEST_FAILED.Password.OldPasswordMismatch"
+            }
+            Self::Throttled => "UnifiedWebService.REQUEST_FAILED.Throttled",
+            Self::IdempotencyKeyExpired => {
+                "UnifiedWebService.REQUEST_FAILED.IdempotencyKey.Expired"
+            }
+            Self::IdempotencyKeyMismatch => {
+                "UnifiedWebService.INPUT_INVALID.IdempotencyKey.Mismatch"
+            }
+            Self::IdempotencyKeyInProgress => {
+                "UnifiedWebService.REQUEST_FAILED.IdempotencyKey.InProgress"
+            }
+            Self::NotFound => "UnifiedWebService.REQUEST_FAILED.NotFound",
+            Self::MethodNotAllowed => "UnifiedWebService.REQUEST_FAILED.MethodNotAllowed",
+            Self::PayloadTooLarge => "UnifiedWebService.INPUT_INVALID.PayloadTooLarge",
+            Self::UnsupportedMediaType => "UnifiedWebService.INPUT_INVALID.UnsupportedMediaType",
+            Self::ServiceUnavailable => "UnifiedWebService.REQUEST_FAILED.ServiceUnavailable",
+        }
+    }
+
+    /// The stable part after the service name, e.g. `REQUEST_FAILED.SessionToken.Expired`.
+    pub fn stable_part(self) -> &'static str {
+        stable_part(self.as_str())
+    }
+
+    /// Recognises a code from any service by its stable part.
+    pub fn from_code(code: &str) -> Option<Self> {
+        let wanted = stable_part(code);
+        Self::ALL.into_iter().find(|c| c.stable_part() == wanted)
+    }
+}
+
+/// Strips the service name (everything up to the first dot) from a code.
+pub fn stable_part(code: &str) -> &str {
+    code.split_once('.').map_or(code, |(_, rest)| rest)
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_the_service_prefix_and_round_trips() {
+        for code in ErrorCode::ALL {
+            assert!(code.as_str().starts_with(SERVICE_PREFIX));
+            assert_eq!(ErrorCode::from_code(code.as_str()), Some(code));
+        }
+    }
+
+    #[test]
+    fn matching_ignores_the_service_name() {
+        assert_eq!(
+            ErrorCode::from_code("OtherService.REQUEST_FAILED.SessionToken.Expired"),
+            Some(ErrorCode::SessionTokenExpired)
+        );
+        assert_eq!(ErrorCode::from_code("Nope"), None);
+    }
+}

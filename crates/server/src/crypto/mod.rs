@@ -1,0 +1,11 @@
+//! Everything that touches secret material: hashing, token generation, digests.
+
+mod api_token;
+mod generate;
+mod password;
+mod session_token;
+
+pub use api_token::{derive_api_token, new_api_token_seed};
+pub use generate::{generate_client_secret, generate_password};
+pub use password::{Argon2Settings, CryptoError, PasswordHasher};
+pub use session_token::{SessionToken, SessionTokenError, TokenDigest, digest};

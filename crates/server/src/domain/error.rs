@@ -1,0 +1,39 @@
+use crate::crypto::CryptoError;
+use crate::store::StoreError;
+use crate::time::Timestamp;
+
+/// Why a domain operation was refused. The HTTP layer maps each to the contract's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// Wrong username or wrong password: one variant, so the two cannot be told apart.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("user is locked until {}", until.to_rfc3339())]
+    Locked { until: Timestamp },
+    /// Any well-formed session token that is not a live session of this client.
+    #[error("session token expired")]
+    SessionExpired,
+    #[error("old password does not match")]
+    OldPasswordMismatch,
+    /// Bearer token unknown, revoked or expired.
+    #[error("invalid API token")]
+    InvalidApiToken,
+    /// OAuth client unknown or secret wrong.
+    #[error("invalid client credentials")]
+    InvalidClient,
+    #[error("scope not allowed for this client")]
+    InvalidScope,
+    /// The token to revoke belongs to another client.
+    #[error("token belongs to another client")]
+    UnauthorizedClient,
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}

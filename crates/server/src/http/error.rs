@@ -1,0 +1,173 @@
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use m2m_session_model::{
+    ConnectivityManagementResult, ErrorCode, GatewayFault, OAuthErrorResponse,
+};
+
+use crate::domain::DomainError;
+use crate::store::StoreError;
+
+/// Seconds a client should wait after a 503 before trying again.
+const RETRY_AFTER_UNAVAILABLE: u64 = 1;
+
+/// Every non-2xx answer of the HTTP layer, in one of the contract's three shapes.
+#[derive(Debug)]
+pub enum AppError {
+    /// `ConnectivityManagementResult` body.
+    Api {
+        status: StatusCode,
+        code: ErrorCode,
+        message: Cow<'static, str>,
+        retry_after: Option<u64>,
+    },
+    /// The gateway's 401 `fault` body for a missing or bad API token.
+    Fault(GatewayFault),
+    /// RFC 6749 error body of the token and revoke endpoints.
+    OAuth {
+        status: StatusCode,
+        error: &'static str,
+        description: Option<&'static str>,
+    },
+}
+
+impl AppError {
+    /// A documented operation error: always HTTP 400.
+    pub fn bad_request(code: ErrorCode, message: &'static str) -> Self {
+        Self::api(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn api(status: StatusCode, code: ErrorCode, message: &'static str) -> Self {
+        Self::Api {
+            status,
+            code,
+            message: Cow::Borrowed(message),
+            retry_after: None,
+        }
+    }
+
+    pub fn unavailable() -> Self {
+        Self::Api {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: ErrorCode::ServiceUnavailable,
+            message: Cow::Borrowed("The service is temporarily unavailable; try again shortly."),
+            retry_after: Some(RETRY_AFTER_UNAVAILABLE),
+        }
+    }
+
+    pub fn internal() -> Self {
+        Self::api(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::UnexpectedError,
+            "An unexpected error occurred.",
+        )
+    }
+
+    pub fn oauth(status: StatusCode, error: &'static str, description: &'static str) -> Self {
+        Self::OAuth {
+            status,
+            error,
+            description: Some(description),
+        }
+    }
+
+    pub fn invalid_client() -> Self {
+        Self::OAuth {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_client",
+            description: None,
+        }
+    }
+}
+
+impl From<DomainError> for AppError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::InvalidCredentials => Self::bad_request(
+                ErrorCode::InvalidCredentials,
+                "The username or password is incorrect.",
+            ),
+            DomainError::Locked { .. } => Self::bad_request(
+                ErrorCode::Locked,
+                "The user is locked after too many failed attempts; contact your administrator.",
+            ),
+            DomainError::SessionExpired => Self::bad_request(
+                ErrorCode::SessionTokenExpired,
+                "The session token has expired or was ended; log in again.",
+            ),
+            DomainError::OldPasswordMismatch => Self::bad_request(
+                ErrorCode::OldPasswordMismatch,
+                "The old password is incorrect.",
+            ),
+            DomainError::InvalidApiToken => Self::Fault(GatewayFault::invalid_credentials()),
+            DomainError::InvalidClient => Self::invalid_client(),
+            DomainError::InvalidScope => Self::oauth(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "The requested scope is invalid or not allowed for this client.",
+            ),
+            DomainError::UnauthorizedClient => Self::oauth(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "The token was issued to another client.",
+            ),
+            DomainError::Store(StoreError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "store unavailable");
+                Self::unavailable()
+            }
+            other => {
+                tracing::error!(error = %other, "request failed unexpectedly");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Api {
+                status,
+                code,
+                message,
+                retry_after,
+            } => {
+                let body = ConnectivityManagementResult::new(code.as_str(), message);
+                let mut response = (status, Json(body)).into_response();
+                if let Some(seconds) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
+                response
+            }
+            Self::Fault(fault) => {
+                let mut response = (StatusCode::UNAUTHORIZED, Json(fault)).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
+            Self::OAuth {
+                status,
+                error,
+                description,
+            } => {
+                let body = OAuthErrorResponse {
+                    error: error.to_owned(),
+                    error_description: description.map(str::to_owned),
+                };
+                let mut response = (status, Json(body)).into_response();
+                if status == StatusCode::UNAUTHORIZED {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"m2m-session\""),
+                    );
+                }
+                response
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Extractors that turn headers and bodies into typed values or the contract's errors.
+//!
+//! The contract fixes the order of checks (API token → body size → content type → body →
+//! session token). Axum runs part extractors before the body one, so the API token is an
+//! extractor, the body is the last one, and the session token is parsed by the handler after.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use m2m_session_model::{ErrorCode, GatewayFault, SESSION_TOKEN_HEADER};
+use serde_json::{Map, Value};
+
+use super::{AppError, AppState};
+use crate::crypto::SessionToken;
+use crate::time::Timestamp;
+
+/// The OAuth client behind a valid `Authorization: Bearer` API token.
+#[derive(Debug, Clone)]
+pub struct ApiClient(pub String);
+
+impl FromRequestParts<AppState> for ApiClient {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(AppError::Fault(GatewayFault::missing_credentials()));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or(AppError::Fault(GatewayFault::invalid_credentials()))?;
+        let client = state
+            .service
+            .authenticate_api_token(token, Timestamp::now())
+            .await?;
+        Ok(Self(client))
+    }
+}
+
+/// The `VZ-M2M-Token` header as sent, parsed only when the handler asks (after the body).
+#[derive(Debug, Clone)]
+pub struct SessionTokenHeader(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionTokenHeader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(SESSION_TOKEN_HEADER).cloned()))
+    }
+}
+
+impl SessionTokenHeader {
+    /// Missing → `SessionToken.Format`; not a GUID → `SessionToken.Invalid`.
+    pub fn token(&self) -> Result<SessionToken, AppError> {
+        let value = self.0.as_ref().ok_or(AppError::bad_request(
+            ErrorCode::SessionTokenFormat,
+            "The VZ-M2M-Token header is missing.",
+        ))?;
+        value
+            .to_str()
+            .ok()
+            .and_then(|text| SessionToken::parse(text.trim()).ok())
+            .ok_or(AppError::bad_request(
+                ErrorCode::SessionTokenInvalid,
+                "The VZ-M2M-Token header is not a valid session token.",
+            ))
+    }
+}
+
+/// A JSON object body, checked for size, content type and shape in the contract's order.
+#[derive(Debug)]
+pub struct JsonObject(pub Map<String, Value>);
+
+impl FromRequest<AppState> for JsonObject {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_limited(body, state.body_limit).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(request_undefined());
+        }
+        if !is_json(&parts.headers) {
+            return Err(AppError::api(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                "The request body must be application/json.",
+            ));
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(Self(map)),
+            Ok(Value::Null) => Err(request_undefined()),
+            Ok(_) | Err(_) => Err(AppError::bad_request(
+                ErrorCode::DeserializationFailed,
+                "The request body is not a valid JSON object.",
+            )),
+        }
+    }
+}
+
+impl JsonObject {
+    /// A required string field; missing, `null` or another type is `UnexpectedError`.
+    pub fn required_str(&self, name: &str) -> Result<&str, AppError> {
+        self.0
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or(AppError::bad_request(
+                ErrorCode::UnexpectedError,
+                "A required field is missing or has the wrong type.",
+            ))
+    }
+}
+
+/// Reads a whole body, answering 413 past `limit` bytes.
+pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes, AppError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        AppError::api(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            "The request body is too large.",
+        )
+    })
+}
+
+fn request_undefined() -> AppError {
+    AppError::bad_request(ErrorCode::RequestUndefined, "The request body is missing.")
+}
+
+/// `application/json` or any `+json` type, parameters (charset) allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+}
+
+/// The lower-cased media type of the `Content-Type` header, without parameters.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    (!essence.is_empty()).then_some(essence)
+}

@@ -1,0 +1,21 @@
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::{AppError, AppState};
+
+/// The process is up and serving HTTP.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The store answers; load balancers stop routing here when it does not.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    state
+        .service
+        .store()
+        .ping()
+        .await
+        .map_err(|e| AppError::from(crate::domain::DomainError::Store(e)))?;
+    Ok(Json(json!({"status": "ready"})))
+}

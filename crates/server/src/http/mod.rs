@@ -1,0 +1,79 @@
+//! Routes and extractors: turn HTTP into domain calls and domain results into the contract's
+//! answers. Handlers are a few lines each; rules live in the domain.
+
+mod error;
+mod extract;
+mod health;
+mod oauth_routes;
+mod session_routes;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::routing::{get, post, put};
+use m2m_session_model::ErrorCode;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::AppError;
+
+use crate::domain::SessionService;
+
+/// Default cap on request bodies: far above any valid request of the contract.
+pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: SessionService,
+    pub body_limit: usize,
+}
+
+/// The whole HTTP surface on one router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/ts/v1/oauth2/token", post(oauth_routes::token))
+        .route("/api/ts/v1/oauth2/revoke", post(oauth_routes::revoke))
+        .route("/api/m2m/v1/session/login", post(session_routes::login))
+        .route("/api/m2m/v1/session/logout", post(session_routes::logout))
+        .route(
+            "/api/m2m/v1/session/password/actions/reset",
+            put(session_routes::reset_password),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        // Tokens and passwords travel in these responses: no cache may keep them.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::PRAGMA,
+            HeaderValue::from_static("no-cache"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            // `VZ-M2M-Token`, in the lower case `HeaderName` requires.
+            HeaderName::from_static("vz-m2m-token"),
+        ]))
+}
+
+async fn not_found() -> AppError {
+    AppError::api(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "No such resource.",
+    )
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::api(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "This method is not allowed on this resource.",
+    )
+}

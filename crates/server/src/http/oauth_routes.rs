@@ -1,0 +1,140 @@
+//! OAuth 2.0 client credentials (RFC 6749 §4.4) and revocation (RFC 7009).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use m2m_session_model::TokenResponse;
+use percent_encoding::percent_decode_str;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::extract::{media_type, read_limited};
+use super::{AppError, AppState};
+use crate::domain::{ClientCredentials, RevokeOutcome};
+use crate::store::ClientRecord;
+use crate::time::Timestamp;
+
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<TokenResponse>, AppError> {
+    let (client, credentials) = authenticate(&state, &headers).await?;
+    let form = read_form(&state, &headers, body).await?;
+    match form.get("grant_type") {
+        None => {
+            return Err(invalid_request("grant_type is required."));
+        }
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(AppError::oauth(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "Only grant_type=client_credentials is supported.",
+            ));
+        }
+    }
+    let issued = state
+        .service
+        .issue_api_token(
+            &client,
+            &credentials.secret,
+            form.get("scope"),
+            Timestamp::now(),
+        )
+        .await?;
+    Ok(Json(TokenResponse {
+        access_token: issued.access_token.expose_secret().to_owned(),
+        token_type: "bearer".to_owned(),
+        expires_in: Some(issued.expires_in.as_secs()),
+        scope: Some(issued.scope),
+    }))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let (client, _) = authenticate(&state, &headers).await?;
+    let form = read_form(&state, &headers, body).await?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| invalid_request("token is required."))?;
+    let outcome = state.service.revoke_api_token(&client, token).await?;
+    if outcome == RevokeOutcome::Revoked {
+        tracing::info!(client_id = %client.client_id, "API token revoked");
+    }
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(ClientRecord, ClientCredentials), AppError> {
+    let credentials = basic_credentials(headers).ok_or_else(AppError::invalid_client)?;
+    let client = state.service.authenticate_client(&credentials).await?;
+    Ok((client, credentials))
+}
+
+/// `Authorization: Basic base64(urlencode(id):urlencode(secret))` per RFC 6749 §2.3.1.
+fn basic_credentials(headers: &HeaderMap) -> Option<ClientCredentials> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let id = form_decode(id)?;
+    if id.is_empty() {
+        return None;
+    }
+    Some(ClientCredentials {
+        client_id: id,
+        secret: SecretString::from(form_decode(secret)?),
+    })
+}
+
+fn form_decode(text: &str) -> Option<String> {
+    percent_decode_str(&text.replace('+', " "))
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// A form body's parameters; RFC 6749 §3.2 forbids repeating one.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+async fn read_form(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Form, AppError> {
+    let bytes = read_limited(body, state.body_limit).await?;
+    if media_type(headers).as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(invalid_request(
+            "The body must be application/x-www-form-urlencoded.",
+        ));
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|_| invalid_request("The form body is malformed."))?;
+    let mut names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(invalid_request("A parameter is repeated."));
+    }
+    Ok(Form(pairs))
+}
+
+fn invalid_request(description: &'static str) -> AppError {
+    AppError::oauth(StatusCode::BAD_REQUEST, "invalid_request", description)
+}

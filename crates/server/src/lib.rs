@@ -1,0 +1,14 @@
+//! The m2m-session server: a ThingSpace-compatible Connectivity Management session service.
+//!
+//! One request crosses four rooms: [`http`] (routes and extractors) → [`domain`] (rules, with
+//! `now` passed in) → [`store`] (one trait, one module per database) and [`crypto`] (argon2id,
+//! tokens, digests). [`Server`] wires them to a listener.
+
+pub mod crypto;
+pub mod domain;
+pub mod http;
+mod server;
+pub mod store;
+pub mod time;
+
+pub use server::{Server, ServerConfig, StartError, open_admin, shutdown_signal};

@@ -1,0 +1,174 @@
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::crypto::{Argon2Settings, CryptoError, PasswordHasher};
+use crate::domain::{Admin, Policy, SessionService};
+use crate::http::{AppState, DEFAULT_BODY_LIMIT, router};
+use crate::store::{self, Store, StoreError};
+use crate::time::Timestamp;
+
+/// How often sessions idle past the timeout are deleted (expiry never waits for this).
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Everything `serve` needs, already merged from flags, environment and file.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub database: String,
+    pub policy: Policy,
+    pub argon2: Argon2Settings,
+    /// Concurrent argon2 computations; 0 means one per CPU.
+    pub hash_workers: usize,
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database: "sqlite://m2m-session.db".to_owned(),
+            policy: Policy::default(),
+            argon2: Argon2Settings::default(),
+            hash_workers: 0,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready server: the store is open and migrated, the port is taken.
+pub struct Server {
+    listener: TcpListener,
+    service: SessionService,
+    store: Arc<dyn Store>,
+    body_limit: usize,
+}
+
+impl Server {
+    /// Opens the store and binds the listener; nothing is served until [`Server::run`].
+    pub async fn bind(config: &ServerConfig) -> Result<Self, StartError> {
+        let store = store::open(&config.database).await?;
+        let hasher = PasswordHasher::new(config.argon2, config.hash_workers)?;
+        let service = SessionService::new(store.clone(), hasher, config.policy.clone());
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let server = Self {
+            listener,
+            service,
+            store,
+            body_limit: config.body_limit,
+        };
+        server.hint_when_empty().await?;
+        Ok(server)
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The domain service this server answers with (tests reach the store through it).
+    pub fn service(&self) -> &SessionService {
+        &self.service
+    }
+
+    /// Serves until `shutdown` completes, lets in-flight requests finish, then closes the store.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!("listening on {addr}");
+        let purge = tokio::spawn(purge_loop(self.service.clone()));
+        let app = router(AppState {
+            service: self.service.clone(),
+            body_limit: self.body_limit,
+        });
+        let result = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        purge.abort();
+        self.store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+
+    /// An empty database is not filled silently: say how to add the first client and user.
+    async fn hint_when_empty(&self) -> Result<(), StoreError> {
+        if self.store.list_clients().await?.is_empty() || self.store.list_users().await?.is_empty()
+        {
+            tracing::info!(
+                "no OAuth client or no user yet: add them with `m2m-session client add CLIENT_ID` \
+                 and `m2m-session user add USERNAME` (same --database)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// An admin façade over the same store a server would use.
+pub async fn open_admin(database: &str, argon2: Argon2Settings) -> Result<Admin, StartError> {
+    let store = store::open(database).await?;
+    let hasher = PasswordHasher::new(argon2, 1)?;
+    Ok(Admin::new(store, hasher))
+}
+
+async fn purge_loop(service: SessionService) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        match service.purge_idle_sessions(Timestamp::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "idle sessions purged"),
+            Err(e) => tracing::warn!(error = %e, "purging idle sessions failed"),
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,15 @@
+/// What can go wrong below the domain, in terms the domain can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (e.g. the username is taken).
+    #[error("already exists")]
+    Conflict,
+    /// The database cannot be reached or is too busy; the caller may try again later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug, a corrupt file, a failed migration.
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
