@@ -1,0 +1,134 @@
+//! `user` and `client` commands against a real SQLite file.
+
+use serde_json::Value;
+
+use crate::binary::{Env, stderr};
+
+#[test]
+fn client_add_generates_a_secret_once_and_refuses_duplicates() {
+    let env = Env::new();
+    let secret = env.ok(&["client", "add", "app"]);
+    assert_eq!(secret.len(), 32);
+    assert!(secret.chars().all(|c| c.is_ascii_alphanumeric()));
+    let out = env.run(&["client", "add", "app"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    let out = env.run_with_stdin(
+        &[
+            "client",
+            "add",
+            "second",
+            "--secret-stdin",
+            "--scope",
+            "read",
+        ],
+        "my-secret\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let list: Value = serde_json::from_str(&env.ok(&["client", "list", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[1]["client_id"], "second");
+    assert_eq!(list[1]["scopes"][0], "read");
+    assert!(!env.ok(&["client", "list"]).contains("my-secret"));
+    env.ok(&["client", "remove", "second"]);
+    assert!(!env.run(&["client", "remove", "second"]).status.success());
+}
+
+#[test]
+fn user_lifecycle() {
+    let env = Env::new();
+    let generated = env.ok(&["user", "add", "bob"]);
+    assert_eq!(generated.len(), 22);
+    let out = env.run_with_stdin(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--account",
+            "acme",
+            "--password-stdin",
+        ],
+        "a-long-password\r\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "a given password is never echoed");
+    let list: Value = serde_json::from_str(&env.ok(&["user", "list", "--json"])).unwrap();
+    let names: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(list[0]["account"], "acme");
+    assert_eq!(list[0]["locked_until"], Value::Null);
+    let table = env.ok(&["user", "list"]);
+    assert!(table.contains("alice") && table.contains("acme") && table.contains("active"));
+    env.ok(&["user", "unlock", "alice"]);
+    env.ok(&["user", "remove", "bob"]);
+    for args in [
+        &["user", "remove", "bob"][..],
+        &["user", "unlock", "nobody"],
+        &["user", "add", "alice"],
+        &["user", "add", "o'brien"],
+    ] {
+        let out = env.run(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(
+            stderr(&out).trim().lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let out = env.run_with_stdin(&["user", "add", "carol", "--password-stdin"], "short\n");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("at least 8"));
+    let out = env.run_with_stdin(&["user", "add", "carol", "--password-stdin"], "");
+    assert!(!out.status.success());
+}
+
+#[test]
+fn an_unusable_database_is_one_clear_line_and_a_failure() {
+    let env = Env::new();
+    let out = env
+        .command()
+        .args(["user", "list", "--database", "/nonexistent-dir/sub/m2m.db"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: database /nonexistent-dir/sub/m2m.db"),
+        "{err}"
+    );
+}
+
+#[test]
+fn flags_beat_environment_and_config_file() {
+    let env = Env::new();
+    let file = env.dir.path().join("m2m.toml");
+    let from_file = env.dir.path().join("from-file.db").display().to_string();
+    std::fs::write(&file, format!("database = \"{from_file}\"\n")).unwrap();
+    // Env (M2M_DATABASE set by Env) beats the file.
+    env.ok(&["--config", file.to_str().unwrap(), "user", "add", "x1"]);
+    assert!(!std::path::Path::new(&from_file).exists());
+    // Without the env, the file applies.
+    let out = env
+        .command()
+        .env_remove("M2M_DATABASE")
+        .args(["--config", file.to_str().unwrap(), "user", "add", "x2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::path::Path::new(&from_file).exists());
+    // A bad file is a clear error.
+    std::fs::write(&file, "no_such_key = 1\n").unwrap();
+    let out = env.run(&["--config", file.to_str().unwrap(), "user", "list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("invalid config file"));
+}

@@ -1,0 +1,6 @@
+//! The real `m2m-session` binary: admin commands, `serve`, logs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod admin_commands;
+mod binary;
+mod serve;

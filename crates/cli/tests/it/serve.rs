@@ -1,0 +1,119 @@
+//! `serve` end to end: address reporting, live admin changes, SIGTERM, and logs without secrets.
+
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+use crate::binary::{Env, Served};
+
+fn token(http: &Client, s: &Served, id: &str, secret: &str) -> String {
+    let r = http
+        .post(s.url("/api/ts/v1/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn login(http: &Client, s: &Served, bearer: &str, user: &str, pw: &str) -> (u16, Value) {
+    let r = http
+        .post(s.url("/api/m2m/v1/session/login"))
+        .bearer_auth(bearer)
+        .json(&json!({"username": user, "password": pw}))
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}
+
+#[test]
+fn empty_database_gets_a_hint_and_no_silent_data() {
+    let env = Env::new();
+    let served = Served::start(&env, &[], "info");
+    let log = served.terminate();
+    assert!(log.contains("m2m-session client add"), "{log}");
+    assert!(log.contains("m2m-session user add"), "{log}");
+    assert_eq!(env.ok(&["user", "list", "--json"]), "[]");
+    assert_eq!(env.ok(&["client", "list", "--json"]), "[]");
+}
+
+#[test]
+fn full_scenario_leaks_no_secret_into_logs_and_admin_changes_are_live() {
+    let env = Env::new();
+    let secret = env.ok(&["client", "add", "app"]);
+    let password = env.ok(&["user", "add", "alice"]);
+    // The most verbose logging there is: every layer, every crate.
+    let served = Served::start(&env, &[], "trace");
+    let http = Client::new();
+    let bearer = token(&http, &served, "app", &secret);
+
+    let (status, body) = login(&http, &served, &bearer, "alice", &password);
+    assert_eq!(status, 200);
+    let session = body["sessionToken"].as_str().unwrap().to_owned();
+    let r = http
+        .put(served.url("/api/m2m/v1/session/password/actions/reset"))
+        .bearer_auth(&bearer)
+        .header("VZ-M2M-Token", &session)
+        .json(&json!({"oldPassword": password}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let new_password = r.json::<Value>().unwrap()["newPassword"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(served.url("/api/m2m/v1/session/logout"))
+        .bearer_auth(&bearer)
+        .header("VZ-M2M-Token", &session)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Lock alice, then unlock her from another process while the server runs.
+    let wrong = "wrong-password-attempt";
+    for _ in 0..5 {
+        assert_eq!(login(&http, &served, &bearer, "alice", wrong).0, 400);
+    }
+    let (_, body) = login(&http, &served, &bearer, "alice", &new_password);
+    assert_eq!(
+        body["errorCode"],
+        "UnifiedWebService.REQUEST_FAILED.Login.Locked"
+    );
+    let listed: Value = serde_json::from_str(&env.ok(&["user", "list", "--json"])).unwrap();
+    assert!(listed[0]["locked_until"].is_string(), "{listed}");
+    env.ok(&["user", "unlock", "alice"]);
+    let (status, body) = login(&http, &served, &bearer, "alice", &new_password);
+    assert_eq!(status, 200, "{body}");
+    let second_session = body["sessionToken"].as_str().unwrap().to_owned();
+    // Removing the user from the CLI ends its sessions at once.
+    env.ok(&["user", "remove", "alice"]);
+    let r = http
+        .post(served.url("/api/m2m/v1/session/logout"))
+        .bearer_auth(&bearer)
+        .header("VZ-M2M-Token", &second_session)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let log = served.terminate();
+    assert!(log.contains("stopped"), "no clean shutdown in log");
+    assert!(
+        log.len() > 1_000,
+        "trace logging produced too little to be a real check"
+    );
+    for (name, value) in [
+        ("client secret", secret.as_str()),
+        ("password", password.as_str()),
+        ("new password", new_password.as_str()),
+        ("wrong password", wrong),
+        ("API token", bearer.as_str()),
+        ("session token", session.as_str()),
+        ("second session token", second_session.as_str()),
+    ] {
+        assert!(!log.contains(value), "{name} found in the server log");
+    }
+}

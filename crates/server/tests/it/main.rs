@@ -1,0 +1,9 @@
+//! Integration tests of the server crate: one binary, one module per concern.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod domain_rules;
+mod http_contract;
+mod oauth;
+mod persistence;
+mod store_conformance;
+mod support;

@@ -1,0 +1,261 @@
+//! Shared fixtures: real SQLite files in temp dirs, the real router on 127.0.0.1:0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
+use m2m_session_server::domain::{Admin, NewClient, NewUser, Policy, SessionService};
+use m2m_session_server::store::{SqliteStore, Store};
+use m2m_session_server::time::Timestamp;
+use m2m_session_server::{Server, ServerConfig};
+use reqwest::{Method, Response};
+use secrecy::SecretString;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// An arbitrary fixed "now" for domain tests.
+pub const T0: Timestamp = Timestamp(1_700_000_000_000);
+pub const CLIENT_ID: &str = "app";
+pub const CLIENT_SECRET: &str = "app-secret-0123456789";
+pub const USERNAME: &str = "zbeeblebrox";
+pub const PASSWORD: &str = "IMgr8-but-longer";
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+pub fn mins(n: u64) -> Duration {
+    Duration::from_secs(60 * n)
+}
+
+pub fn secret(s: &str) -> SecretString {
+    SecretString::from(s.to_owned())
+}
+
+/// A fresh directory and the URL of a SQLite file inside it.
+pub fn temp_db() -> (TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m2m.db").display());
+    (dir, url)
+}
+
+pub fn hasher() -> PasswordHasher {
+    PasswordHasher::new(Argon2Settings::MINIMUM, 2).unwrap()
+}
+
+pub async fn sqlite_store(url: &str) -> Arc<dyn Store> {
+    Arc::new(SqliteStore::open(url).await.unwrap())
+}
+
+/// Adds the standard OAuth client and user through the admin façade.
+pub async fn seed(store: Arc<dyn Store>) {
+    let admin = Admin::new(store, hasher());
+    admin
+        .add_client(
+            NewClient {
+                client_id: CLIENT_ID.into(),
+                secret: Some(secret(CLIENT_SECRET)),
+                scopes: vec![],
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    admin
+        .add_user(
+            NewUser {
+                username: USERNAME.into(),
+                account: Some("acme".into()),
+                password: Some(secret(PASSWORD)),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+}
+
+/// A domain service over a real SQLite file, seeded, with the given policy.
+pub async fn service(policy: Policy) -> (TempDir, SessionService) {
+    let (dir, url) = temp_db();
+    let store = sqlite_store(&url).await;
+    seed(store.clone()).await;
+    (dir, SessionService::new(store, hasher(), policy))
+}
+
+pub fn test_config(database: &str) -> ServerConfig {
+    ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database: database.to_owned(),
+        argon2: Argon2Settings::MINIMUM,
+        hash_workers: 2,
+        ..ServerConfig::default()
+    }
+}
+
+/// The real server on an ephemeral loopback port.
+pub struct TestServer {
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+    join: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: &ServerConfig) -> Self {
+        let server = Server::bind(config).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let join = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base: format!("http://{addr}"),
+            stop: Some(stop),
+            join: Some(join),
+        }
+    }
+
+    /// Graceful shutdown, waiting until the store is closed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(join) = self.join.take() {
+            join.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A seeded database, a running server and an HTTP client.
+pub struct Fixture {
+    pub dir: TempDir,
+    pub url: String,
+    pub server: TestServer,
+    pub http: reqwest::Client,
+}
+
+impl Fixture {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let (dir, url) = temp_db();
+        seed(sqlite_store(&url).await).await;
+        let mut config = test_config(&url);
+        tweak(&mut config);
+        let server = TestServer::start(&config).await;
+        Self {
+            dir,
+            url,
+            server,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base)
+    }
+
+    /// An API token for the standard client.
+    pub async fn api_token(&self) -> String {
+        self.api_token_for(CLIENT_ID, CLIENT_SECRET).await
+    }
+
+    pub async fn api_token_for(&self, id: &str, secret: &str) -> String {
+        let r = self
+            .http
+            .post(self.url("/api/ts/v1/oauth2/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "token request failed");
+        json(r).await["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A JSON call with the given bearer token and optional session token.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(bearer);
+        if let Some(s) = session {
+            req = req.header("VZ-M2M-Token", s);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn login(&self, bearer: &str, username: &str, password: &str) -> Response {
+        self.call(
+            Method::POST,
+            "/api/m2m/v1/session/login",
+            bearer,
+            None,
+            Some(serde_json::json!({"username": username, "password": password})),
+        )
+        .await
+    }
+
+    /// Logs in the standard user and returns the session token.
+    pub async fn session(&self, bearer: &str) -> String {
+        let r = self.login(bearer, USERNAME, PASSWORD).await;
+        assert_eq!(r.status(), 200);
+        json(r).await["sessionToken"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn logout(&self, bearer: &str, session: &str) -> Response {
+        self.call(
+            Method::POST,
+            "/api/m2m/v1/session/logout",
+            bearer,
+            Some(session),
+            None,
+        )
+        .await
+    }
+
+    pub async fn reset(&self, bearer: &str, session: &str, old: &str) -> Response {
+        self.call(
+            Method::PUT,
+            "/api/m2m/v1/session/password/actions/reset",
+            bearer,
+            Some(session),
+            Some(serde_json::json!({"oldPassword": old})),
+        )
+        .await
+    }
+}
+
+pub async fn json(r: Response) -> Value {
+    let text = r.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"))
+}
+
+/// Asserts a 400 (or `status`) with the given full error code, returning the body.
+pub async fn assert_error(r: Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status(), status, "unexpected status for {code}");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body = json(r).await;
+    assert_eq!(body["errorCode"], code, "body: {body}");
+    assert!(body["errorMessage"].is_string(), "body: {body}");
+    body
+}
