@@ -19,6 +19,8 @@ pub struct SessionService {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedSession {
     pub username: String,
+    /// The user's account, filled in by [`SessionService::authenticate_session`] only.
+    pub account: Option<String>,
     pub client_id: String,
     pub digest: TokenDigest,
 }
@@ -81,10 +83,15 @@ impl SessionService {
         token: &SessionToken,
         now: Timestamp,
     ) -> Result<AuthenticatedSession, DomainError> {
-        let session = self.live_session(client_id, token, now).await?;
+        let mut session = self.live_session(client_id, token, now).await?;
         if !self.store.touch_session(&session.digest, now).await? {
             return Err(DomainError::SessionExpired);
         }
+        session.account = self
+            .store
+            .find_user(&session.username)
+            .await?
+            .and_then(|u| u.account);
         Ok(session)
     }
 
@@ -171,6 +178,7 @@ impl SessionService {
         }
         Ok(AuthenticatedSession {
             username: session.username,
+            account: None,
             client_id: session.client_id,
             digest,
         })

@@ -6,6 +6,7 @@ mod extract;
 mod health;
 mod oauth_routes;
 mod session_routes;
+mod verify_route;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
             "/api/m2m/v1/session/password/actions/reset",
             put(session_routes::reset_password),
         )
+        .route("/auth/verify", get(verify_route::verify))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

@@ -375,3 +375,61 @@ async fn health_and_readiness() {
     assert_eq!(r.status(), 200);
     assert_eq!(json(r).await["status"], "ready");
 }
+
+#[tokio::test]
+async fn auth_verify_answers_204_with_identity_or_401() {
+    let f = Fixture::start().await;
+    let bearer = f.api_token().await;
+    let token = f.session(&bearer).await;
+    let verify = |bearer: Option<&str>, session: Option<&str>| {
+        let mut req = f.http.get(f.url("/auth/verify"));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        if let Some(s) = session {
+            req = req.header("VZ-M2M-Token", s);
+        }
+        req.send()
+    };
+    let r = verify(Some(&bearer), Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["x-m2m-username"], USERNAME);
+    assert_eq!(r.headers()["x-m2m-account"], "acme");
+
+    let r = verify(None, Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(json(r).await["fault"]["code"], "900902");
+    assert_error(verify(Some(&bearer), None).await.unwrap(), 401, FORMAT).await;
+    assert_error(
+        verify(Some(&bearer), Some("nope")).await.unwrap(),
+        401,
+        INVALID_TOKEN,
+    )
+    .await;
+    assert_eq!(f.logout(&bearer, &token).await.status(), 200);
+    assert_error(
+        verify(Some(&bearer), Some(&token)).await.unwrap(),
+        401,
+        EXPIRED,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn auth_verify_counts_as_activity() {
+    let f = Fixture::start_with(|c| c.policy.session_idle_timeout = secs(2)).await;
+    let bearer = f.api_token().await;
+    let token = f.session(&bearer).await;
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+        let r = f
+            .http
+            .get(f.url("/auth/verify"))
+            .bearer_auth(&bearer)
+            .header("VZ-M2M-Token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "session should be kept alive by use");
+    }
+}

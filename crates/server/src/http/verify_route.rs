@@ -1,0 +1,56 @@
+//! `GET /auth/verify`: the session check a gateway (nginx `auth_request`) asks before every call
+//! of the wider API. Only 2xx and 401 are meaningful to such a gateway, so every refusal is 401.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::extract::{ApiClient, SessionTokenHeader};
+use super::{AppError, AppState};
+use crate::time::Timestamp;
+
+pub async fn verify(
+    State(state): State<AppState>,
+    client: Result<ApiClient, AppError>,
+    session: SessionTokenHeader,
+) -> Response {
+    match check(&state, client, &session).await {
+        Ok(response) => response,
+        Err(AppError::Api {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message,
+            retry_after,
+        }) => AppError::Api {
+            status: StatusCode::UNAUTHORIZED,
+            code,
+            message,
+            retry_after,
+        }
+        .into_response(),
+        Err(other) => other.into_response(),
+    }
+}
+
+async fn check(
+    state: &AppState,
+    client: Result<ApiClient, AppError>,
+    session: &SessionTokenHeader,
+) -> Result<Response, AppError> {
+    let ApiClient(client_id) = client?;
+    let token = session.token()?;
+    let session = state
+        .service
+        .authenticate_session(&client_id, &token, Timestamp::now())
+        .await?;
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&session.username) {
+        headers.insert("x-m2m-username", v);
+    }
+    if let Some(account) = session.account.as_deref()
+        && let Ok(v) = HeaderValue::from_str(account)
+    {
+        headers.insert("x-m2m-account", v);
+    }
+    Ok((StatusCode::NO_CONTENT, headers).into_response())
+}
