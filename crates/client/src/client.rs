@@ -1,0 +1,390 @@
+use std::fmt;
+use std::time::Duration;
+
+use m2m_session_model::{ConnectivityManagementResult, GatewayFault};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+use crate::controller::SessionManagementController;
+use crate::oauth::TokenCache;
+use crate::retry::{RetryBudget, is_retryable_status};
+use crate::{ApiError, ApiResponse, ClientBuilder, Environment, Error, RetryConfig};
+
+/// The SDK's entry point. Cheap to clone; clones share the connection pool, the API token cache
+/// and the retry budget.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), m2m_session_client::Error> {
+/// use m2m_session_client::{Client, LogInRequest};
+/// use secrecy::SecretString;
+///
+/// let client = Client::builder()
+///     .base_url("http://127.0.0.1:8080/api")?
+///     .oauth_client_credentials("my-app", SecretString::from("client-secret"))
+///     .build()?;
+/// let login = client
+///     .session_management()
+///     .start_connectivity_management_session(Some(&LogInRequest::new("zbeeblebrox", "IMgr8")))
+///     .await?;
+/// println!("status {}", login.status);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: std::sync::Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) oauth_base: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: SecretString,
+    pub(crate) scope: Option<String>,
+    pub(crate) attempt_timeout: Duration,
+    pub(crate) operation_timeout: Duration,
+    pub(crate) retry: RetryConfig,
+    pub(crate) budget: RetryBudget,
+    pub(crate) tokens: TokenCache,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.inner.base)
+            .field("oauth_base", &self.inner.oauth_base)
+            .field("client_id", &self.inner.client_id)
+            .field("retry", &self.inner.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a request may be sent again after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Repeat {
+    /// Only if it provably never reached the server (login, logout).
+    OnlyUnsent,
+    /// Whenever the failure is transient (token requests, resets with an idempotency key).
+    Safe,
+}
+
+/// One HTTP exchange's outcome, body read in full.
+#[derive(Debug)]
+pub(crate) struct RawResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+/// A call of the session API, as the controller describes it.
+pub(crate) struct Call<'a> {
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
+    pub(crate) json_body: Option<Vec<u8>>,
+    pub(crate) session_token: Option<&'a str>,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) repeat: Repeat,
+    pub(crate) attempt_timeout: Option<Duration>,
+    /// The path is relative to the server root (the base without its trailing `/api`).
+    pub(crate) at_root: bool,
+}
+
+impl Client {
+    /// Starts configuring a client; see [`ClientBuilder`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client configured from the environment: `M2M_URL` (the API base including `/api`) or
+    /// `M2M_ENVIRONMENT` (`production`, `staging`, `mock`), plus `M2M_CLIENT_ID` and
+    /// `M2M_CLIENT_SECRET`.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let mut builder = Self::builder();
+        builder = match (get("M2M_URL"), get("M2M_ENVIRONMENT")) {
+            (Some(url), _) => builder.base_url(&url)?,
+            (None, Some(env)) => builder.environment(match env.to_ascii_lowercase().as_str() {
+                "production" => Environment::Production,
+                "staging" => Environment::Staging,
+                "mock" => Environment::Mock,
+                other => {
+                    return Err(Error::Construction(format!(
+                        "M2M_ENVIRONMENT must be production, staging or mock, not {other:?}"
+                    )));
+                }
+            }),
+            (None, None) => builder,
+        };
+        let id = get("M2M_CLIENT_ID")
+            .ok_or_else(|| Error::Construction("M2M_CLIENT_ID is not set".into()))?;
+        let secret = get("M2M_CLIENT_SECRET")
+            .ok_or_else(|| Error::Construction("M2M_CLIENT_SECRET is not set".into()))?;
+        builder
+            .oauth_client_credentials(id, SecretString::from(secret))
+            .build()
+    }
+
+    /// The seeds' `SessionManagementController`.
+    pub fn session_management(&self) -> SessionManagementController {
+        SessionManagementController::new(self.clone())
+    }
+
+    /// Forgets the cached API token, so the next call fetches a new one.
+    pub async fn clear_api_token(&self) {
+        self.inner.tokens.clear().await;
+    }
+
+    /// Runs a call within the operation timeout: API token, attempts, one repeat after a 401.
+    pub(crate) async fn call(&self, call: Call<'_>) -> Result<RawResponse, Error> {
+        let limit = self.inner.operation_timeout;
+        tokio::time::timeout(limit, self.call_untimed(call))
+            .await
+            .map_err(|_| Error::Timeout(limit))?
+    }
+
+    async fn call_untimed(&self, call: Call<'_>) -> Result<RawResponse, Error> {
+        let base = if call.at_root {
+            self.inner
+                .base
+                .strip_suffix("/api")
+                .unwrap_or(&self.inner.base)
+        } else {
+            &self.inner.base
+        };
+        let url = format!("{base}{}", call.path);
+        let attempt_timeout = call.attempt_timeout.unwrap_or(self.inner.attempt_timeout);
+        let mut repeated_after_401 = false;
+        loop {
+            let bearer = self.inner.tokens.get(self).await?;
+            let build = || {
+                let mut req = self
+                    .inner
+                    .http
+                    .request(call.method.clone(), &url)
+                    .bearer_auth(bearer.expose_secret());
+                if let Some(token) = call.session_token {
+                    req = req.header(m2m_session_model::SESSION_TOKEN_HEADER, token);
+                }
+                if let Some(key) = &call.idempotency_key {
+                    req = req.header(m2m_session_model::IDEMPOTENCY_KEY_HEADER, key);
+                }
+                if let Some(body) = &call.json_body {
+                    req = req
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone());
+                }
+                req
+            };
+            let raw = self.send(call.repeat, attempt_timeout, build).await?;
+            // A 401 is the gateway refusing the API token before anything ran: drop the token
+            // and repeat once with a fresh one, whatever the operation.
+            if raw.status == StatusCode::UNAUTHORIZED
+                && !repeated_after_401
+                && !is_session_error(&raw.body)
+            {
+                tracing::debug!("API token refused; fetching a new one");
+                self.inner.tokens.invalidate(&bearer).await;
+                repeated_after_401 = true;
+                continue;
+            }
+            return Ok(raw);
+        }
+    }
+
+    /// Sends with retries as far as `repeat` allows.
+    pub(crate) async fn send(
+        &self,
+        repeat: Repeat,
+        attempt_timeout: Duration,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<RawResponse, Error> {
+        let retry = &self.inner.retry;
+        let budget = &self.inner.budget;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let more_allowed = attempt < retry.attempts();
+            match attempt_once(build().timeout(attempt_timeout)).await {
+                Ok(raw) if raw.status.is_success() => {
+                    budget.refund();
+                    return Ok(raw);
+                }
+                Ok(raw) => {
+                    if repeat == Repeat::Safe
+                        && is_retryable_status(raw.status)
+                        && more_allowed
+                        && let Some(delay) = retry.delay(attempt - 1, Some(&raw.headers))
+                        && budget.try_spend()
+                    {
+                        tracing::debug!(status = %raw.status, attempt, ?delay, "retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Ok(raw);
+                }
+                Err(e) => {
+                    let unsent = e.is_connect();
+                    if (unsent || repeat == Repeat::Safe) && more_allowed && budget.try_spend() {
+                        let delay = retry.backoff(attempt - 1);
+                        tracing::debug!(error = %e, attempt, ?delay, "retrying after transport error");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(if e.is_timeout() {
+                        Error::Timeout(attempt_timeout)
+                    } else {
+                        Error::Transport(e)
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A body in the contract's error shape: the session failed, not the API token.
+fn is_session_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|v| v.get("errorCode").is_some_and(serde_json::Value::is_string))
+}
+
+async fn attempt_once(req: RequestBuilder) -> Result<RawResponse, reqwest::Error> {
+    let response = req.send().await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await?.to_vec();
+    Ok(RawResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A 2xx body decoded as `T`, or the matching error.
+pub(crate) fn decode<T: DeserializeOwned>(raw: RawResponse) -> Result<ApiResponse<T>, Error> {
+    if !raw.status.is_success() {
+        return Err(api_error(raw));
+    }
+    match serde_json::from_slice::<T>(&raw.body) {
+        Ok(result) => Ok(ApiResponse {
+            status: raw.status,
+            headers: raw.headers,
+            result,
+        }),
+        Err(_) => Err(undecodable(raw)),
+    }
+}
+
+/// An error answer: the contract's error body, the gateway fault, or undecodable.
+pub(crate) fn api_error(raw: RawResponse) -> Error {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(&raw.body) else {
+        return undecodable(raw);
+    };
+    let fault = map
+        .contains_key("fault")
+        .then(|| {
+            serde_json::from_value::<GatewayFault>(serde_json::Value::Object(map.clone())).ok()
+        })
+        .flatten();
+    let result = if fault.is_some() {
+        None
+    } else {
+        serde_json::from_value::<ConnectivityManagementResult>(serde_json::Value::Object(map)).ok()
+    };
+    Error::Api(Box::new(ApiError {
+        status: raw.status,
+        headers: raw.headers,
+        result,
+        fault,
+        raw_body: String::from_utf8_lossy(&raw.body).into_owned(),
+    }))
+}
+
+fn undecodable(raw: RawResponse) -> Error {
+    Error::UndecodableResponse {
+        status: raw.status,
+        headers: Box::new(raw.headers),
+        raw_body: String::from_utf8_lossy(&raw.body).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn from_env_reads_url_or_environment_and_requires_credentials() {
+        let c = Client::from_lookup(env(&[
+            ("M2M_URL", "http://127.0.0.1:9/api"),
+            ("M2M_CLIENT_ID", "id"),
+            ("M2M_CLIENT_SECRET", "s"),
+        ]))
+        .unwrap();
+        assert_eq!(c.inner.base, "http://127.0.0.1:9/api");
+        let c = Client::from_lookup(env(&[
+            ("M2M_ENVIRONMENT", "staging"),
+            ("M2M_CLIENT_ID", "id"),
+            ("M2M_CLIENT_SECRET", "s"),
+        ]))
+        .unwrap();
+        assert_eq!(c.inner.base, "https://staging.thingspace.verizon.com/api");
+        assert!(matches!(
+            Client::from_lookup(env(&[("M2M_CLIENT_ID", "id")])),
+            Err(Error::Construction(_))
+        ));
+        assert!(matches!(
+            Client::from_lookup(env(&[
+                ("M2M_ENVIRONMENT", "moon"),
+                ("M2M_CLIENT_ID", "id"),
+                ("M2M_CLIENT_SECRET", "s"),
+            ])),
+            Err(Error::Construction(_))
+        ));
+    }
+
+    fn raw(status: u16, body: &str) -> RawResponse {
+        RawResponse {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn error_bodies_are_classified() {
+        let e = api_error(raw(
+            400,
+            r#"{"errorCode":"UnifiedWebService.REQUEST_FAILED.SessionToken.Expired","errorMessage":"m"}"#,
+        ));
+        assert!(e.is_session_expired());
+        assert!(!e.is_locked());
+        let e = api_error(raw(
+            401,
+            r#"{"fault":{"code":"900901","message":"Invalid Credentials","description":""}}"#,
+        ));
+        assert_eq!(e.error_code(), Some("900901"));
+        let e = api_error(raw(400, "<html>oops</html>"));
+        match e {
+            Error::UndecodableResponse {
+                raw_body, status, ..
+            } => {
+                assert_eq!(raw_body, "<html>oops</html>");
+                assert_eq!(status, 400);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Rust SDK for the ThingSpace Connectivity Management **session** API.
+//!
+//! The official SDKs' `SessionManagementController` with the same three operations and names,
+//! plus what they lack: typed errors, retries only where repeating is safe, an API token cache
+//! shared by every clone of the client, an idempotent password reset, and an optional
+//! [`Session`] that logs in again by itself when the session expires.
+//!
+//! # Quickstart
+//!
+//! ```no_run
+//! use m2m_session_client::{Client, LogInRequest, SessionResetPasswordRequest, SessionToken};
+//! use secrecy::SecretString;
+//!
+//! # async fn demo() -> Result<(), m2m_session_client::Error> {
+//! let client = Client::builder()
+//!     .base_url("http://127.0.0.1:8080/api")?
+//!     .oauth_client_credentials("my-app", SecretString::from("client-secret"))
+//!     .build()?;
+//! let sessions = client.session_management();
+//!
+//! let login = sessions
+//!     .start_connectivity_management_session(Some(&LogInRequest::new("zbeeblebrox", "IMgr8")))
+//!     .await?;
+//! let token = SessionToken::new(login.result.session_token.unwrap_or_default());
+//!
+//! let reset = sessions
+//!     .reset_connectivity_management_password(&token, &SessionResetPasswordRequest::new("IMgr8"))
+//!     .await?;
+//! println!("new password: {:?}", reset.result.new_password.is_some());
+//!
+//! sessions.end_connectivity_management_session(&token).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Errors
+//!
+//! [`Error`] says what happened and so what to do: [`Error::Construction`] (nothing was sent),
+//! [`Error::Timeout`] (may have been sent), [`Error::Transport`] (no response),
+//! [`Error::OAuth`] (no API token), [`Error::Api`] (the service refused, with its
+//! `ConnectivityManagementResult` and the raw body), [`Error::UndecodableResponse`] (raw body
+//! kept). [`Error::is_session_expired`], [`Error::is_locked`] and
+//! [`Error::is_invalid_credentials`] match the stable part of the error code.
+//!
+//! # Retries
+//!
+//! On by default, 3 attempts in all, with capped full-jitter backoff, `Retry-After` honoured, a
+//! retry budget shared by clones, and only where safe:
+//!
+//! | request | retried on |
+//! |---|---|
+//! | OAuth token | connection failures, timeouts, 408/429/500/502/503/504 |
+//! | login, logout | connection failures only (the request never reached the server) |
+//! | reset | like the token, always with the same `Idempotency-Key` |
+//!
+//! Any call answered 401 by the gateway is repeated once with a fresh API token.
+//!
+//! # Secrets
+//!
+//! Client secrets, passwords and tokens are `SecretString`s or redact themselves: no `Debug`,
+//! `Display` or tracing output of this crate shows them.
+
+#![warn(missing_docs)]
+
+mod builder;
+mod client;
+mod controller;
+mod error;
+mod oauth;
+mod response;
+mod retry;
+mod session;
+mod token;
+
+pub use builder::{ClientBuilder, Environment};
+pub use client::Client;
+pub use controller::{SessionIdentity, SessionManagementController};
+pub use error::{ApiError, Error};
+pub use m2m_session_model::{
+    ConnectivityManagementResult, ErrorCode, LogInRequest, LogInResult, LogOutRequest,
+    SessionResetPasswordRequest, SessionResetPasswordResult,
+};
+pub use response::{ApiResponse, RequestOptions};
+pub use retry::RetryConfig;
+pub use session::Session;
+pub use token::SessionToken;
+
+#[cfg(test)]
+mod send_sync {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    /// Futures of every public operation must be `Send`, or they cannot be spawned.
+    #[test]
+    fn public_futures_are_send_and_types_are_sync() {
+        assert_send_sync::<Client>();
+        assert_send_sync::<Session>();
+        assert_send_sync::<Error>();
+        let client = Client::builder()
+            .oauth_client_credentials("id", secrecy::SecretString::from("s"))
+            .build()
+            .unwrap();
+        let api = client.session_management();
+        let token = SessionToken::new("t");
+        let login = LogInRequest::new("u", "p");
+        let reset = SessionResetPasswordRequest::new("p");
+        assert_send(&api.start_connectivity_management_session(Some(&login)));
+        assert_send(&api.end_connectivity_management_session(&token));
+        assert_send(&api.reset_connectivity_management_password(&token, &reset));
+        assert_send(&api.verify_session(&token));
+        let session = Session::new(client, "u", secrecy::SecretString::from("p"));
+        assert_send(&session.verify());
+        assert_send(&session.reset_password());
+        assert_send(&session.logout());
+        assert_send(&session.token());
+    }
+}

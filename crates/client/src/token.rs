@@ -1,0 +1,44 @@
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// A `VZ-M2M-Token` session token.
+///
+/// Kept as a secret: `Debug` and `Display` never show it. Get it from a login result with
+/// [`SessionToken::new`], or let [`crate::Session`] handle it.
+///
+/// ```
+/// use m2m_session_client::SessionToken;
+/// let token = SessionToken::new("bcce3ea6-fe4f-4952-bacf-eadd80718e83");
+/// assert_eq!(token.expose_secret(), "bcce3ea6-fe4f-4952-bacf-eadd80718e83");
+/// assert!(!format!("{token:?}").contains("bcce3ea6"));
+/// ```
+#[derive(Clone)]
+pub struct SessionToken(SecretString);
+
+impl SessionToken {
+    /// Wraps token text, e.g. `LogInResult::session_token`.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(SecretString::from(token.into()))
+    }
+
+    /// The token text, for the `VZ-M2M-Token` header of your other ThingSpace calls.
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl PartialEq for SessionToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose_secret()
+            .eq_ignore_ascii_case(other.expose_secret())
+    }
+}
+
+impl Eq for SessionToken {}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken([redacted])")
+    }
+}

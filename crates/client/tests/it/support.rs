@@ -1,0 +1,126 @@
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use m2m_session_client::{Client, RetryConfig};
+use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
+use m2m_session_server::domain::{Admin, NewClient, NewUser, Policy, SessionService};
+use m2m_session_server::http::{AppState, DEFAULT_BODY_LIMIT, router};
+use m2m_session_server::store;
+use m2m_session_server::time::Timestamp;
+use secrecy::SecretString;
+
+pub const CLIENT_ID: &str = "app";
+pub const CLIENT_SECRET: &str = "app-secret-0123456789";
+pub const USERNAME: &str = "zbeeblebrox";
+pub const PASSWORD: &str = "IMgr8-but-longer";
+
+/// The real router on 127.0.0.1:0 over a real SQLite file, counting requests per path.
+pub struct CountingServer {
+    pub api_base: String,
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl CountingServer {
+    pub async fn start(policy: Policy) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("m2m.db").display());
+        let store = store::open(&url).await.unwrap();
+        let hasher = PasswordHasher::new(Argon2Settings::MINIMUM, 2).unwrap();
+        let admin = Admin::new(store.clone(), hasher.clone());
+        admin
+            .add_client(
+                NewClient {
+                    client_id: CLIENT_ID.into(),
+                    secret: Some(SecretString::from(CLIENT_SECRET)),
+                    scopes: vec![],
+                },
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+        admin
+            .add_user(
+                NewUser {
+                    username: USERNAME.into(),
+                    account: Some("acme".into()),
+                    password: Some(SecretString::from(PASSWORD)),
+                },
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+        let service = SessionService::new(store, hasher, policy);
+        let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let sink = counts.clone();
+        let app = router(AppState {
+            service,
+            body_limit: DEFAULT_BODY_LIMIT,
+        })
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let sink = sink.clone();
+                async move {
+                    *sink
+                        .lock()
+                        .unwrap()
+                        .entry(req.uri().path().to_owned())
+                        .or_default() += 1;
+                    next.run(req).await
+                }
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        Self {
+            api_base: format!("http://{addr}/api"),
+            counts,
+            _dir: dir,
+        }
+    }
+
+    pub fn count(&self, path: &str) -> usize {
+        self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    pub fn token_requests(&self) -> usize {
+        self.count("/api/ts/v1/oauth2/token")
+    }
+
+    pub fn logins(&self) -> usize {
+        self.count("/api/m2m/v1/session/login")
+    }
+
+    pub fn client(&self) -> Client {
+        self.client_with(CLIENT_ID, CLIENT_SECRET)
+    }
+
+    pub fn client_with(&self, id: &str, secret: &str) -> Client {
+        Client::builder()
+            .base_url(&self.api_base)
+            .unwrap()
+            .oauth_client_credentials(id, SecretString::from(secret.to_owned()))
+            .retry(fast_retry())
+            .build()
+            .unwrap()
+    }
+}
+
+/// Default attempts, tiny waits: retries are exercised without slowing the suite.
+pub fn fast_retry() -> RetryConfig {
+    RetryConfig::default()
+        .initial_backoff(Duration::from_millis(5))
+        .max_backoff(Duration::from_millis(20))
+}
