@@ -52,6 +52,11 @@ pub enum Command {
     /// Manage OAuth clients
     #[command(subcommand)]
     Client(ClientCommand),
+    /// List and revoke sessions
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Read the audit log
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -68,6 +73,26 @@ pub struct ServeArgs {
     /// How long a lock lasts, or `permanent` [default: 15m]
     #[arg(long, env = "M2M_LOCKOUT_DURATION", value_name = "DURATION|permanent")]
     pub lockout_duration: Option<String>,
+    /// Absolute session lifetime however active, e.g. 12h [default: none]
+    #[arg(long, env = "M2M_SESSION_MAX_LIFETIME", value_name = "DURATION")]
+    pub session_max_lifetime: Option<String>,
+    /// Live sessions per user; the oldest are revoked beyond it [default: no cap]
+    #[arg(long, env = "M2M_MAX_SESSIONS_PER_USER", value_name = "N")]
+    pub max_sessions_per_user: Option<u32>,
+    /// Failed logins per client IP per window before the IP is throttled; 0 = off [default: 100]
+    #[arg(long, env = "M2M_IP_FAILURE_LIMIT", value_name = "N")]
+    pub ip_failure_limit: Option<u32>,
+    /// Window of the per-IP failure limit [default: 1h]
+    #[arg(long, env = "M2M_IP_FAILURE_WINDOW", value_name = "DURATION")]
+    pub ip_failure_window: Option<String>,
+    /// Proxy whose X-Forwarded-For is believed (repeatable), e.g. 10.0.0.0/8 or 127.0.0.1/32
+    #[arg(
+        long = "trusted-proxy",
+        env = "M2M_TRUSTED_PROXY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,4 +137,35 @@ pub enum ClientCommand {
     },
     /// Delete a client with its API tokens and sessions
     Remove { client_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// List live sessions (never the tokens: an id and the first 8 hex digits of their SHA-256)
+    List {
+        #[arg(long = "user", value_name = "USERNAME")]
+        username: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke all sessions of a user, or one session by id
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["username", "id"])))]
+    Revoke {
+        #[arg(long = "user", value_name = "USERNAME")]
+        username: Option<String>,
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Only entries for this username
+    #[arg(long = "user", value_name = "USERNAME")]
+    pub username: Option<String>,
+    /// Only entries this recent, e.g. 1h, 7d
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }

@@ -46,5 +46,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::init_logging("warn");
             commands::client::run(&cli, &file, cmd).await
         }
+        Command::Session(cmd) => {
+            commands::init_logging("warn");
+            commands::session::run(&cli, &file, cmd).await
+        }
+        Command::Audit(args) => {
+            commands::init_logging("warn");
+            commands::audit::run(&cli, &file, args).await
+        }
     }
 }

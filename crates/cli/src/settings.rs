@@ -20,6 +20,11 @@ pub struct FileConfig {
     pub session_idle_timeout: Option<String>,
     pub lockout_threshold: Option<u32>,
     pub lockout_duration: Option<String>,
+    pub session_max_lifetime: Option<String>,
+    pub max_sessions_per_user: Option<u32>,
+    pub ip_failure_limit: Option<u32>,
+    pub ip_failure_window: Option<String>,
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
@@ -98,10 +103,39 @@ pub fn server_config(
             Some(parse_duration("lockout duration", text)?)
         };
     }
+    if let Some(text) = serve
+        .session_max_lifetime
+        .as_ref()
+        .or(file.session_max_lifetime.as_ref())
+    {
+        config.policy.session_max_lifetime = Some(parse_duration("session max lifetime", text)?);
+    }
+    if let Some(n) = serve.max_sessions_per_user.or(file.max_sessions_per_user) {
+        if n == 0 {
+            bail!("max sessions per user must be at least 1");
+        }
+        config.policy.max_sessions_per_user = Some(n);
+    }
+    if let Some(n) = serve.ip_failure_limit.or(file.ip_failure_limit) {
+        config.policy.ip_failure_limit = n;
+    }
+    if let Some(text) = serve
+        .ip_failure_window
+        .as_ref()
+        .or(file.ip_failure_window.as_ref())
+    {
+        config.policy.ip_failure_window = parse_duration("IP failure window", text)?;
+    }
+    config.trusted_proxies = if serve.trusted_proxies.is_empty() {
+        file.trusted_proxies.clone().unwrap_or_default()
+    } else {
+        serve.trusted_proxies.clone()
+    };
     Ok(config)
 }
 
-fn parse_duration(what: &str, text: &str) -> anyhow::Result<Duration> {
+/// A humantime duration such as `20m`; zero is refused.
+pub fn parse_duration(what: &str, text: &str) -> anyhow::Result<Duration> {
     let d = humantime::parse_duration(text.trim())
         .with_context(|| format!("invalid {what} {text:?} (expected e.g. 20m, 90s, 1h)"))?;
     if d.is_zero() {

@@ -24,6 +24,8 @@ pub struct ServerConfig {
     /// Concurrent argon2 computations; 0 means one per CPU.
     pub hash_workers: usize,
     pub body_limit: usize,
+    /// Proxies whose `X-Forwarded-For` names the client IP.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +37,7 @@ impl Default for ServerConfig {
             argon2: Argon2Settings::default(),
             hash_workers: 0,
             body_limit: DEFAULT_BODY_LIMIT,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -58,6 +61,7 @@ pub struct Server {
     service: SessionService,
     store: Arc<dyn Store>,
     body_limit: usize,
+    trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 impl Server {
@@ -78,6 +82,7 @@ impl Server {
             service,
             store,
             body_limit: config.body_limit,
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         };
         server.hint_when_empty().await?;
         Ok(server)
@@ -103,6 +108,7 @@ impl Server {
         let app = router(AppState {
             service: self.service.clone(),
             body_limit: self.body_limit,
+            trusted_proxies: self.trusted_proxies.clone(),
         });
         let result = axum::serve(
             self.listener,

@@ -63,7 +63,7 @@ pub async fn run(cli: &Cli, file: &FileConfig, cmd: &ClientCommand) -> anyhow::R
             }
         }
         ClientCommand::Remove { client_id } => {
-            admin.remove_client(client_id).await?;
+            admin.remove_client(client_id, Timestamp::now()).await?;
             eprintln!("removed client {client_id:?} with its tokens and sessions");
         }
     }

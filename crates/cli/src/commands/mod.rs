@@ -1,5 +1,7 @@
+pub mod audit;
 pub mod client;
 pub mod serve;
+pub mod session;
 pub mod user;
 
 use std::io::BufRead;

@@ -25,7 +25,11 @@ pub async fn run(cli: &Cli, file: &FileConfig, cmd: &UserCommand) -> anyhow::Res
                 account: account.clone(),
                 password,
             };
-            if let Some(generated) = admin.add_user(user, Timestamp::now()).await? {
+            let added = admin.add_user(user, Timestamp::now()).await?;
+            for warning in &added.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if let Some(generated) = added.generated_password {
                 println!("{}", generated.expose_secret());
                 eprintln!("created user {username:?}; its password is printed above, once");
             } else {
@@ -71,11 +75,11 @@ pub async fn run(cli: &Cli, file: &FileConfig, cmd: &UserCommand) -> anyhow::Res
             }
         }
         UserCommand::Unlock { username } => {
-            admin.unlock_user(username).await?;
+            admin.unlock_user(username, Timestamp::now()).await?;
             eprintln!("unlocked {username:?}");
         }
         UserCommand::Remove { username } => {
-            admin.remove_user(username).await?;
+            admin.remove_user(username, Timestamp::now()).await?;
             eprintln!("removed user {username:?} and its sessions");
         }
     }

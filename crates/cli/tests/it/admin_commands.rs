@@ -132,3 +132,56 @@ fn flags_beat_environment_and_config_file() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("invalid config file"));
 }
+
+#[test]
+fn password_policy_refuses_common_and_warns_on_short() {
+    let env = Env::new();
+    let out = env.run_with_stdin(&["user", "add", "u1", "--password-stdin"], "Password1\n");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("most common passwords"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run_with_stdin(&["user", "add", "u2", "--password-stdin"], "Zq8!vLm2#t\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: password has fewer than 15"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run_with_stdin(&["user", "add", "u3", "--password-stdin"], &"x".repeat(129));
+    assert!(!out.status.success());
+}
+
+#[test]
+fn session_and_audit_commands() {
+    let env = Env::new();
+    assert_eq!(env.ok(&["session", "list", "--json"]), "[]");
+    let out = env.run(&["session", "revoke"]);
+    assert!(!out.status.success(), "revoke needs --user or --id");
+    let out = env.run(&["session", "revoke", "--id", "nope"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not found"));
+    env.ok(&["user", "add", "alice"]);
+    env.ok(&["user", "unlock", "alice"]);
+    let audit: Value = serde_json::from_str(&env.ok(&["audit", "--json"])).unwrap();
+    let rows = audit.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["event"], "admin");
+    assert_eq!(rows[1]["event"], "unlock");
+    for row in rows {
+        assert_eq!(row["outcome"], "success");
+        assert_eq!(row["username"], "alice");
+        assert!(row["time"].as_str().unwrap().ends_with('Z'));
+        for key in ["client_id", "ip", "detail"] {
+            assert!(row.get(key).is_some(), "{key} missing");
+        }
+    }
+    let filtered: Value =
+        serde_json::from_str(&env.ok(&["audit", "--user", "bob", "--since", "1h", "--json"]))
+            .unwrap();
+    assert_eq!(filtered, serde_json::json!([]));
+    assert!(env.ok(&["audit"]).contains("unlock"));
+    assert!(!env.run(&["audit", "--since", "yesterday"]).status.success());
+}

@@ -89,6 +89,53 @@ fn full_scenario_leaks_no_secret_into_logs_and_admin_changes_are_live() {
     let (status, body) = login(&http, &served, &bearer, "alice", &new_password);
     assert_eq!(status, 200, "{body}");
     let second_session = body["sessionToken"].as_str().unwrap().to_owned();
+    // Sessions are listed without their tokens, and revoked by id at once.
+    let listed: Value =
+        serde_json::from_str(&env.ok(&["session", "list", "--user", "alice", "--json"])).unwrap();
+    let row = &listed.as_array().unwrap()[0];
+    assert_eq!(row["token_sha256_prefix"].as_str().unwrap().len(), 8);
+    assert!(!listed.to_string().contains(&second_session));
+    let (status, body) = login(&http, &served, &bearer, "alice", &new_password);
+    assert_eq!(status, 200);
+    let third_session = body["sessionToken"].as_str().unwrap().to_owned();
+    let listed: Value = serde_json::from_str(&env.ok(&["session", "list", "--json"])).unwrap();
+    let newest = listed.as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.ok(&["session", "revoke", "--id", &newest]);
+    let r = http
+        .get(served.url("/auth/verify"))
+        .bearer_auth(&bearer)
+        .header("VZ-M2M-Token", &third_session)
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "a revoked session is refused on the next request"
+    );
+    // The audit log has every attempt and never a secret.
+    let audit = env.ok(&["audit", "--user", "alice", "--json"]);
+    let rows: Value = serde_json::from_str(&audit).unwrap();
+    let outcomes: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "login")
+        .map(|r| r["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| *o == "invalid_credentials")
+            .count(),
+        5
+    );
+    assert_eq!(outcomes.iter().filter(|o| *o == "locked").count(), 1);
+    for secret in [&password, &new_password, &session, &second_session, &bearer] {
+        assert!(!audit.contains(secret.as_str()));
+    }
     // Removing the user from the CLI ends its sessions at once.
     env.ok(&["user", "remove", "alice"]);
     let r = http

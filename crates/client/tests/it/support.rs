@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use m2m_session_client::{Client, RetryConfig};
 use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
 use m2m_session_server::domain::{Admin, NewClient, NewUser, Policy, SessionService};
-use m2m_session_server::http::{AppState, DEFAULT_BODY_LIMIT, router};
+use m2m_session_server::http::{AppState, router};
 use m2m_session_server::store;
 use m2m_session_server::time::Timestamp;
 use secrecy::SecretString;
@@ -57,11 +57,7 @@ impl CountingServer {
         let service = SessionService::new(store, hasher, policy);
         let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let sink = counts.clone();
-        let app = router(AppState {
-            service,
-            body_limit: DEFAULT_BODY_LIMIT,
-        })
-        .layer(axum::middleware::from_fn(
+        let app = router(AppState::new(service)).layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
                 let sink = sink.clone();
                 async move {

@@ -36,6 +36,8 @@ CREATE TABLE api_tokens (
 
 CREATE TABLE sessions (
     token_hash   BLOB PRIMARY KEY NOT NULL,
+    -- What administrators see and revoke by; unrelated to the token.
+    id           TEXT NOT NULL UNIQUE,
     username     TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
     client_id    TEXT NOT NULL REFERENCES oauth_clients (client_id) ON DELETE CASCADE,
     created_at   INTEGER NOT NULL,
@@ -44,3 +46,34 @@ CREATE TABLE sessions (
 
 CREATE INDEX sessions_by_username ON sessions (username);
 CREATE INDEX sessions_by_last_used ON sessions (last_used_at);
+
+-- Verifications in flight per username: counted with the failures so that parallel attempts
+-- cannot run more than the threshold. Each expires by itself, so a crash leaks nothing for long.
+CREATE TABLE login_attempts (
+    attempt_id TEXT PRIMARY KEY NOT NULL,
+    username   TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+
+CREATE INDEX login_attempts_by_username ON login_attempts (username);
+
+-- Failed logins per client IP in a fixed window.
+CREATE TABLE ip_failures (
+    ip           TEXT PRIMARY KEY NOT NULL,
+    window_start INTEGER NOT NULL,
+    failures     INTEGER NOT NULL
+);
+
+CREATE TABLE audit_log (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    time      INTEGER NOT NULL,
+    event     TEXT NOT NULL,
+    outcome   TEXT NOT NULL,
+    username  TEXT,
+    client_id TEXT,
+    ip        TEXT,
+    detail    TEXT
+);
+
+CREATE INDEX audit_log_by_time ON audit_log (time);
+CREATE INDEX audit_log_by_username ON audit_log (username, time);

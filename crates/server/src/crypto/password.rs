@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use argon2::password_hash::{PasswordHash, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier, Version};
@@ -51,8 +52,10 @@ pub enum CryptoError {
 #[derive(Clone)]
 pub struct PasswordHasher {
     argon: Argon2<'static>,
+    settings: Argon2Settings,
     permits: Arc<Semaphore>,
     dummy_hash: Arc<str>,
+    verifications: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -83,9 +86,44 @@ impl PasswordHasher {
         let dummy_hash = hash_blocking(&argon, "m2m-session dummy password")?;
         Ok(Self {
             argon,
+            settings,
             permits: Arc::new(Semaphore::new(workers)),
             dummy_hash: dummy_hash.into(),
+            verifications: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Password verifications started so far (dummy ones included): what an attacker got.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Whether a stored hash was made with other than the configured algorithm or parameters.
+    pub fn needs_rehash(&self, stored: &str) -> bool {
+        PasswordHash::new(stored).map_or(true, |h| {
+            h.algorithm != argon2::ARGON2ID_IDENT
+                || h.version != Some(u32::from(Version::V0x13))
+                || Params::try_from(&h).ok().is_none_or(|p| {
+                    (p.m_cost(), p.t_cost(), p.p_cost())
+                        != (
+                            self.settings.memory_kib,
+                            self.settings.iterations,
+                            self.settings.parallelism,
+                        )
+                })
+        })
+    }
+
+    /// A stored hash whose cost exceeds this is refused unverified: a planted hash with huge
+    /// parameters must not be able to burn the CPU or exhaust memory.
+    fn within_cap(&self, hash: &PasswordHash<'_>) -> bool {
+        let Ok(params) = Params::try_from(hash) else {
+            return false;
+        };
+        let s = self.settings;
+        params.m_cost() <= s.memory_kib.saturating_mul(4).max(262_144)
+            && params.t_cost() <= s.iterations.saturating_mul(4).max(10)
+            && params.p_cost() <= s.parallelism.saturating_mul(4).max(8)
     }
 
     /// Hashes a password into a PHC string with a fresh random salt.
@@ -105,8 +143,17 @@ impl PasswordHasher {
     ) -> Result<bool, CryptoError> {
         let argon = self.argon.clone();
         let password = password.clone();
-        let known = stored.is_some();
-        let hash: String = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
+        let usable = stored.filter(|h| {
+            let ok = PasswordHash::new(h).is_ok_and(|parsed| self.within_cap(&parsed));
+            if !ok {
+                tracing::warn!("stored password hash unparsable or over the cost cap; refused");
+            }
+            ok
+        });
+        let known = usable.is_some();
+        // Unknown users and refused hashes cost a verification like any other.
+        let hash: String = usable.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let matched = self
             .run(move || {
                 PasswordHash::new(&hash).is_ok_and(|parsed| {
@@ -162,6 +209,32 @@ mod tests {
         );
         assert!(!hasher.verify(&pw, None).await.unwrap());
         assert!(!hasher.verify(&pw, Some("not a phc string")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn knows_when_to_rehash_and_refuses_planted_costs() {
+        let hasher = PasswordHasher::new(Argon2Settings::MINIMUM, 1).unwrap();
+        let pw = SecretString::from("correct horse");
+        let current = hasher.hash(&pw).await.unwrap();
+        assert!(!hasher.needs_rehash(&current));
+        let other = PasswordHasher::new(
+            Argon2Settings {
+                memory_kib: 16,
+                ..Argon2Settings::MINIMUM
+            },
+            1,
+        )
+        .unwrap();
+        let weaker_or_other = other.hash(&pw).await.unwrap();
+        assert!(hasher.needs_rehash(&weaker_or_other));
+        assert!(hasher.verify(&pw, Some(&weaker_or_other)).await.unwrap());
+        assert!(hasher.needs_rehash("not a hash"));
+        // m = 4 GiB: refused without being computed (it would take seconds and 4 GiB).
+        let planted =
+            "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+        let before = hasher.verifications();
+        assert!(!hasher.verify(&pw, Some(planted)).await.unwrap());
+        assert_eq!(hasher.verifications(), before + 1);
     }
 
     #[test]

@@ -2,17 +2,14 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::audit::{self, AuditEvent, AuditOutcome, Entry};
+use super::password_policy::check_password;
 use super::{DomainError, normalize_scope, validate_username};
 use crate::crypto::{PasswordHasher, generate_client_secret, generate_password};
-use crate::store::{ClientRecord, Store, StoreError, UserRecord};
+use crate::store::{AuditRecord, ClientRecord, Store, StoreError, UserRecord};
 use crate::time::Timestamp;
 
-/// Longest password accepted from an administrator.
-pub const MAX_PASSWORD_LEN: usize = 128;
-/// Shortest password accepted from an administrator (NIST 800-63B).
-pub const MIN_PASSWORD_LEN: usize = 8;
-
-/// What the admin commands do, over the same store the server uses.
+/// What the admin commands do, over the same store the server uses. Every change is audited.
 #[derive(Clone)]
 pub struct Admin {
     store: Arc<dyn Store>,
@@ -24,6 +21,14 @@ pub struct NewUser {
     pub account: Option<String>,
     /// `None` generates one, which is returned once.
     pub password: Option<SecretString>,
+}
+
+/// The result of [`Admin::add_user`].
+pub struct AddedUser {
+    /// The generated password, when none was given; shown once.
+    pub generated_password: Option<SecretString>,
+    /// Reasons the given password is weak though allowed.
+    pub warnings: Vec<String>,
 }
 
 pub struct NewClient {
@@ -44,24 +49,36 @@ pub struct UserStatus {
     pub locked_until: Option<Timestamp>,
 }
 
+/// A session as `session list` shows it: never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    pub id: String,
+    /// First 8 hex digits of the token's SHA-256.
+    pub token_sha256_prefix: String,
+    pub username: String,
+    pub client_id: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Timestamp,
+}
+
 impl Admin {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher) -> Self {
         Self { store, hasher }
     }
 
-    /// Creates a user; returns the generated password when none was given.
-    pub async fn add_user(
-        &self,
-        user: NewUser,
-        now: Timestamp,
-    ) -> Result<Option<SecretString>, DomainError> {
+    /// Creates a user; a given password must pass the password policy.
+    pub async fn add_user(&self, user: NewUser, now: Timestamp) -> Result<AddedUser, DomainError> {
         validate_username(&user.username)?;
-        let generated = user.password.is_none().then(generate_password);
-        let password = user
-            .password
-            .or_else(|| generated.clone())
-            .unwrap_or_default();
-        validate_password(&password)?;
+        let (password, generated_password, warnings) = match user.password {
+            Some(password) => {
+                let warnings = check_password(&password)?;
+                (password, None, warnings)
+            }
+            None => {
+                let generated = generate_password();
+                (generated.clone(), Some(generated), Vec::new())
+            }
+        };
         let record = UserRecord {
             username: user.username.clone(),
             account: user.account,
@@ -72,7 +89,12 @@ impl Admin {
             .insert_user(&record)
             .await
             .map_err(|e| conflict_as(e, format!("user {:?}", user.username)))?;
-        Ok(generated)
+        self.audit(now, AuditEvent::Admin, Some(&user.username), "user added")
+            .await;
+        Ok(AddedUser {
+            generated_password,
+            warnings,
+        })
     }
 
     pub async fn list_users(&self, now: Timestamp) -> Result<Vec<UserStatus>, DomainError> {
@@ -95,17 +117,31 @@ impl Admin {
 
     /// Clears the lock and failure count of a username (known or not, since counters are kept
     /// for any name given); `NotFound` only when there is neither a user nor a counter.
-    pub async fn unlock_user(&self, username: &str) -> Result<(), DomainError> {
+    pub async fn unlock_user(&self, username: &str, now: Timestamp) -> Result<(), DomainError> {
         let cleared = self.store.clear_failures(username).await?;
         if cleared || self.store.find_user(username).await?.is_some() {
+            self.audit(
+                now,
+                AuditEvent::Unlock,
+                Some(username),
+                "unlocked by an administrator",
+            )
+            .await;
             Ok(())
         } else {
             Err(DomainError::NotFound(format!("user {username:?}")))
         }
     }
 
-    pub async fn remove_user(&self, username: &str) -> Result<(), DomainError> {
+    pub async fn remove_user(&self, username: &str, now: Timestamp) -> Result<(), DomainError> {
         if self.store.remove_user(username).await? {
+            self.audit(
+                now,
+                AuditEvent::Admin,
+                Some(username),
+                "user removed with its sessions",
+            )
+            .await;
             Ok(())
         } else {
             Err(DomainError::NotFound(format!("user {username:?}")))
@@ -141,6 +177,13 @@ impl Admin {
             .insert_client(&record)
             .await
             .map_err(|e| conflict_as(e, format!("client {:?}", client.client_id)))?;
+        self.audit(
+            now,
+            AuditEvent::Admin,
+            None,
+            &format!("client {:?} added", client.client_id),
+        )
+        .await;
         Ok(generated)
     }
 
@@ -148,12 +191,85 @@ impl Admin {
         Ok(self.store.list_clients().await?)
     }
 
-    pub async fn remove_client(&self, client_id: &str) -> Result<(), DomainError> {
+    pub async fn remove_client(&self, client_id: &str, now: Timestamp) -> Result<(), DomainError> {
         if self.store.remove_client(client_id).await? {
+            let detail = format!("client {client_id:?} removed with its tokens and sessions");
+            self.audit(now, AuditEvent::Admin, None, &detail).await;
             Ok(())
         } else {
             Err(DomainError::NotFound(format!("client {client_id:?}")))
         }
+    }
+
+    pub async fn list_sessions(
+        &self,
+        username: Option<&str>,
+    ) -> Result<Vec<SessionSummary>, DomainError> {
+        Ok(self
+            .store
+            .list_sessions(username)
+            .await?
+            .into_iter()
+            .map(|s| SessionSummary {
+                token_sha256_prefix: s.token_digest.short_hex(),
+                id: s.id,
+                username: s.username,
+                client_id: s.client_id,
+                created_at: s.created_at,
+                last_used_at: s.last_used_at,
+            })
+            .collect())
+    }
+
+    /// Ends every session of a user; returns how many there were.
+    pub async fn revoke_user_sessions(
+        &self,
+        username: &str,
+        now: Timestamp,
+    ) -> Result<u64, DomainError> {
+        let n = self.store.delete_user_sessions(username).await?;
+        self.audit(
+            now,
+            AuditEvent::Revoke,
+            Some(username),
+            &format!("{n} session(s) revoked"),
+        )
+        .await;
+        Ok(n)
+    }
+
+    pub async fn revoke_session(&self, id: &str, now: Timestamp) -> Result<(), DomainError> {
+        if self.store.delete_session_by_id(id).await? {
+            self.audit(
+                now,
+                AuditEvent::Revoke,
+                None,
+                &format!("session {id} revoked"),
+            )
+            .await;
+            Ok(())
+        } else {
+            Err(DomainError::NotFound(format!("session {id:?}")))
+        }
+    }
+
+    pub async fn audit_log(
+        &self,
+        username: Option<&str>,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<AuditRecord>, DomainError> {
+        Ok(self.store.list_audit(username, since).await?)
+    }
+
+    async fn audit(&self, now: Timestamp, event: AuditEvent, username: Option<&str>, detail: &str) {
+        let entry = Entry {
+            event,
+            outcome: AuditOutcome::Success,
+            username,
+            context: None,
+            detail: Some(detail.to_owned()),
+        };
+        audit::append(self.store.as_ref(), now, entry).await;
     }
 }
 
@@ -162,21 +278,6 @@ fn conflict_as(e: StoreError, what: String) -> DomainError {
         StoreError::Conflict => DomainError::AlreadyExists(what),
         other => DomainError::Store(other),
     }
-}
-
-fn validate_password(password: &SecretString) -> Result<(), DomainError> {
-    let len = password.expose_secret().chars().count();
-    if len < MIN_PASSWORD_LEN {
-        return Err(DomainError::InvalidInput(format!(
-            "password must have at least {MIN_PASSWORD_LEN} characters"
-        )));
-    }
-    if len > MAX_PASSWORD_LEN {
-        return Err(DomainError::InvalidInput(format!(
-            "password must have at most {MAX_PASSWORD_LEN} characters"
-        )));
-    }
-    Ok(())
 }
 
 /// Client ids travel in Basic headers and logs: printable ASCII without spaces, and short.

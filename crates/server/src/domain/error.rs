@@ -10,6 +10,12 @@ pub enum DomainError {
     InvalidCredentials,
     #[error("user is locked until {}", until.to_rfc3339())]
     Locked { until: Timestamp },
+    /// Too many failed logins from the client's IP.
+    #[error("too many failed logins from this address; retry after {retry_after:?}")]
+    Throttled { retry_after: std::time::Duration },
+    /// Verifications for this username are already running at the threshold; try again soon.
+    #[error("too many attempts in flight for this username")]
+    Busy,
     /// Any well-formed session token that is not a live session of this client.
     #[error("session token expired")]
     SessionExpired,

@@ -4,15 +4,19 @@
 //! `now`; nothing here reads the clock, touches HTTP or knows which database is underneath.
 
 mod admin;
+mod audit;
 mod error;
 mod oauth;
+mod password_policy;
 mod policy;
 mod service;
 mod validate;
 
-pub use admin::{Admin, NewClient, NewUser, UserStatus};
+pub use admin::{AddedUser, Admin, NewClient, NewUser, SessionSummary, UserStatus};
+pub use audit::{AuditEvent, AuditOutcome, RequestContext};
 pub use error::DomainError;
 pub use oauth::{ClientCredentials, IssuedApiToken, RevokeOutcome, normalize_scope};
+pub use password_policy::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, check_password};
 pub use policy::Policy;
 pub use service::{AuthenticatedSession, SessionService};
 pub use validate::{USERNAME_FORBIDDEN_CHARS, validate_username};

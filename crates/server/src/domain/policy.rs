@@ -5,10 +5,22 @@ use std::time::Duration;
 pub struct Policy {
     /// A session unused for this long is over (sliding).
     pub session_idle_timeout: Duration,
+    /// A session this old is over however much it is used; `None` (the platform's behaviour)
+    /// for no limit.
+    pub session_max_lifetime: Option<Duration>,
+    /// Live sessions one user may hold; the oldest are revoked beyond it. `None`: no cap.
+    pub max_sessions_per_user: Option<u32>,
     /// Consecutive failed logins that lock a username.
     pub lockout_threshold: u32,
     /// How long a lock lasts; `None` locks until an administrator unlocks.
     pub lockout_duration: Option<Duration>,
+    /// Failed logins one client IP may make per window before every login from it is
+    /// throttled; 0 turns the throttle off.
+    pub ip_failure_limit: u32,
+    pub ip_failure_window: Duration,
+    /// How long a login waits while `lockout_threshold` verifications of its username are
+    /// already running, before it is answered 503.
+    pub attempt_wait: Duration,
     /// Lifetime of an API token from its first issue.
     pub api_token_ttl: Duration,
 }
@@ -17,8 +29,13 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             session_idle_timeout: Duration::from_secs(20 * 60),
+            session_max_lifetime: None,
+            max_sessions_per_user: None,
             lockout_threshold: 5,
             lockout_duration: Some(Duration::from_secs(15 * 60)),
+            ip_failure_limit: 100,
+            ip_failure_window: Duration::from_secs(3600),
+            attempt_wait: Duration::from_secs(5),
             api_token_ttl: Duration::from_secs(3600),
         }
     }

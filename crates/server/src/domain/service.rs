@@ -1,11 +1,21 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::audit::{self, AuditEvent, AuditOutcome, Entry, RequestContext};
 use super::{DomainError, Policy};
 use crate::crypto::{PasswordHasher, SessionToken, TokenDigest, generate_password};
-use crate::store::{PasswordReset, SessionRecord, Store};
+use crate::store::{
+    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, PasswordReset, SessionRecord,
+    Store, UserRecord,
+};
 use crate::time::Timestamp;
+
+/// A reservation that outlives this is void: covers a crash between reserve and finish.
+const ATTEMPT_RESERVATION_TTL: Duration = Duration::from_secs(30);
+/// Pause between tries while a username's verifications are all in flight.
+const BUSY_RETRY_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The session operations of the contract, plus the API-token ones in `oauth.rs`.
 #[derive(Clone)]
@@ -25,6 +35,12 @@ pub struct AuthenticatedSession {
     pub digest: TokenDigest,
 }
 
+/// A granted password verification, to be finished exactly once.
+struct Attempt<'a> {
+    username: &'a str,
+    id: String,
+}
+
 impl SessionService {
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, policy: Policy) -> Self {
         Self {
@@ -42,37 +58,80 @@ impl SessionService {
         &self.store
     }
 
-    /// Starts a session for `username` on behalf of OAuth client `client_id`.
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
+    /// Starts a session for `username` on behalf of `ctx.client_id`.
     ///
     /// An unknown user costs one (dummy) hash like a known one, and both answer
-    /// [`DomainError::InvalidCredentials`] and count towards the lock of that username.
+    /// [`DomainError::InvalidCredentials`] and count towards the lock of that username. Every
+    /// attempt is audited.
     pub async fn login(
         &self,
-        client_id: &str,
+        ctx: &RequestContext,
         username: &str,
         password: &SecretString,
         now: Timestamp,
     ) -> Result<SessionToken, DomainError> {
-        let had_failures = self.ensure_not_locked(username, now).await?;
-        let user = self.store.find_user(username).await?;
-        let stored = user.as_ref().map(|u| u.password_hash.as_str());
-        if !self.hasher.verify(password, stored).await? {
-            self.record_failure(username, now).await?;
+        let result = self.login_unaudited(ctx, username, password, now).await;
+        self.audit(
+            now,
+            AuditEvent::Login,
+            AuditOutcome::of(&result),
+            Some(username),
+            ctx,
+            None,
+        )
+        .await;
+        result
+    }
+
+    async fn login_unaudited(
+        &self,
+        ctx: &RequestContext,
+        username: &str,
+        password: &SecretString,
+        now: Timestamp,
+    ) -> Result<SessionToken, DomainError> {
+        self.ensure_ip_not_throttled(ctx, now).await?;
+        let attempt = self.reserve_attempt(username, now).await?;
+        let verified = self.verify_user(&attempt, password, now).await?;
+        let Some(user) = verified else {
+            self.fail_attempt(ctx, &attempt, now).await?;
+            self.record_ip_failure(ctx, now).await?;
             return Err(DomainError::InvalidCredentials);
-        }
-        if had_failures {
-            self.store.clear_failures(username).await?;
-        }
+        };
+        self.finish_attempt(&attempt, AttemptOutcome::Succeeded, now)
+            .await?;
+        self.rehash_if_needed(&user, password).await;
         let token = SessionToken::generate();
         self.store
             .insert_session(&SessionRecord {
                 token_digest: token.digest(),
+                id: new_session_id(),
                 username: username.to_owned(),
-                client_id: client_id.to_owned(),
+                client_id: ctx.client_id.clone(),
                 created_at: now,
                 last_used_at: now,
             })
             .await?;
+        if let Some(keep) = self.policy.max_sessions_per_user {
+            let revoked = self.store.trim_user_sessions(username, keep).await?;
+            if revoked > 0 {
+                self.audit(
+                    now,
+                    AuditEvent::Revoke,
+                    AuditOutcome::Success,
+                    Some(username),
+                    ctx,
+                    Some(format!(
+                        "{revoked} oldest session(s) over the cap of {keep}"
+                    )),
+                )
+                .await;
+            }
+        }
         Ok(token)
     }
 
@@ -98,15 +157,31 @@ impl SessionService {
     /// Ends the session at once; the same token answers `SessionExpired` from then on.
     pub async fn logout(
         &self,
-        client_id: &str,
+        ctx: &RequestContext,
         token: &SessionToken,
         now: Timestamp,
     ) -> Result<(), DomainError> {
-        let session = self.live_session(client_id, token, now).await?;
-        if !self.store.delete_session(&session.digest).await? {
-            return Err(DomainError::SessionExpired);
-        }
-        Ok(())
+        let session = self.live_session(&ctx.client_id, token, now).await;
+        let username = session.as_ref().ok().map(|s| s.username.clone());
+        let result = match session {
+            Ok(session) => match self.store.delete_session(&session.digest).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(DomainError::SessionExpired),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
+        let outcome = AuditOutcome::of(&result);
+        self.audit(
+            now,
+            AuditEvent::Logout,
+            outcome,
+            username.as_deref(),
+            ctx,
+            None,
+        )
+        .await;
+        result
     }
 
     /// Replaces the session user's password with a generated one, returned once.
@@ -115,37 +190,67 @@ impl SessionService {
     /// user is revoked in the same transaction; the presenting session stays valid.
     pub async fn reset_password(
         &self,
-        client_id: &str,
+        ctx: &RequestContext,
         token: &SessionToken,
         old_password: &SecretString,
         now: Timestamp,
     ) -> Result<SecretString, DomainError> {
-        let session = self.live_session(client_id, token, now).await?;
-        let username = session.username.as_str();
-        self.ensure_not_locked(username, now).await?;
-        let user = self
-            .store
-            .find_user(username)
-            .await?
-            .ok_or(DomainError::SessionExpired)?;
-        if !self
-            .hasher
-            .verify(old_password, Some(&user.password_hash))
-            .await?
-        {
-            self.record_failure(username, now).await?;
+        let session = match self.live_session(&ctx.client_id, token, now).await {
+            Ok(session) => session,
+            Err(e) => {
+                self.audit(now, AuditEvent::Reset, AuditOutcome::Error, None, ctx, None)
+                    .await;
+                return Err(e);
+            }
+        };
+        let result = self.reset_unaudited(ctx, &session, old_password, now).await;
+        let outcome = AuditOutcome::of(&result);
+        self.audit(
+            now,
+            AuditEvent::Reset,
+            outcome,
+            Some(&session.username),
+            ctx,
+            None,
+        )
+        .await;
+        result
+    }
+
+    async fn reset_unaudited(
+        &self,
+        ctx: &RequestContext,
+        session: &AuthenticatedSession,
+        old_password: &SecretString,
+        now: Timestamp,
+    ) -> Result<SecretString, DomainError> {
+        let attempt = self.reserve_attempt(&session.username, now).await?;
+        let Some(user) = self.verify_user(&attempt, old_password, now).await? else {
+            self.fail_attempt(ctx, &attempt, now).await?;
             return Err(DomainError::OldPasswordMismatch);
-        }
+        };
         let new_password = generate_password();
+        let new_hash = match self.hasher.hash(&new_password).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                self.finish_attempt(&attempt, AttemptOutcome::Abandoned, now)
+                    .await?;
+                return Err(e.into());
+            }
+        };
         let reset = PasswordReset {
             username: user.username,
             expected_hash: user.password_hash,
-            new_hash: self.hasher.hash(&new_password).await?,
+            new_hash,
             keep_session: session.digest,
+            attempt_id: attempt.id.clone(),
             now,
         };
+        // The reservation ends inside the reset's transaction: once it commits, nothing can
+        // fail this request, so the new password is never lost to a later error.
         if !self.store.reset_password(&reset).await? {
-            // Another reset won the race; the old password this request proved is gone.
+            self.finish_attempt(&attempt, AttemptOutcome::Abandoned, now)
+                .await?;
             return Err(DomainError::OldPasswordMismatch);
         }
         Ok(new_password)
@@ -169,7 +274,7 @@ impl SessionService {
             .find_session(&digest)
             .await?
             .ok_or(DomainError::SessionExpired)?;
-        if self.is_idle_expired(&session, now) {
+        if self.is_over(&session, now) {
             self.store.delete_session(&digest).await?;
             return Err(DomainError::SessionExpired);
         }
@@ -184,38 +289,204 @@ impl SessionService {
         })
     }
 
-    fn is_idle_expired(&self, session: &SessionRecord, now: Timestamp) -> bool {
-        now >= session.last_used_at.plus(self.policy.session_idle_timeout)
+    fn is_over(&self, session: &SessionRecord, now: Timestamp) -> bool {
+        let idle = now >= session.last_used_at.plus(self.policy.session_idle_timeout);
+        let too_old = self
+            .policy
+            .session_max_lifetime
+            .is_some_and(|max| now >= session.created_at.plus(max));
+        idle || too_old
     }
 
-    /// Refuses a locked username; forgets an expired lock. Returns whether failures are on record.
-    async fn ensure_not_locked(&self, username: &str, now: Timestamp) -> Result<bool, DomainError> {
-        let Some(record) = self.store.lockout(username).await? else {
-            return Ok(false);
+    /// Reserves one of the username's `threshold` verifications, waiting (bounded) while all
+    /// are in flight. Reserving before verifying is what keeps parallel guesses within the
+    /// threshold, on one node or many.
+    async fn reserve_attempt<'a>(
+        &self,
+        username: &'a str,
+        now: Timestamp,
+    ) -> Result<Attempt<'a>, DomainError> {
+        let request = AttemptRequest {
+            username: username.to_owned(),
+            attempt_id: uuid::Uuid::new_v4().to_string(),
+            threshold: self.policy.lockout_threshold,
+            now,
+            expires_at: now.plus(ATTEMPT_RESERVATION_TTL),
         };
-        match record.locked_until {
-            Some(until) if until > now => Err(DomainError::Locked { until }),
-            Some(_) => {
-                self.store.clear_failures(username).await?;
-                Ok(false)
+        let deadline = tokio::time::Instant::now() + self.policy.attempt_wait;
+        loop {
+            match self.store.reserve_attempt(&request).await? {
+                AttemptReservation::Granted => {
+                    return Ok(Attempt {
+                        username,
+                        id: request.attempt_id,
+                    });
+                }
+                AttemptReservation::Locked { until } => return Err(DomainError::Locked { until }),
+                AttemptReservation::Busy if tokio::time::Instant::now() >= deadline => {
+                    return Err(DomainError::Busy);
+                }
+                AttemptReservation::Busy => tokio::time::sleep(BUSY_RETRY_INTERVAL).await,
             }
-            None => Ok(record.failures > 0),
         }
     }
 
-    async fn record_failure(&self, username: &str, now: Timestamp) -> Result<(), DomainError> {
-        let failures = self.store.add_failure(username, now).await?;
-        if failures >= self.policy.lockout_threshold {
-            let until = self
-                .policy
-                .lockout_duration
-                .map_or(Timestamp::NEVER, |d| now.plus(d));
-            self.store.lock(username, until).await?;
+    /// The user if `password` is theirs. Abandons the attempt if the check itself fails.
+    async fn verify_user(
+        &self,
+        attempt: &Attempt<'_>,
+        password: &SecretString,
+        now: Timestamp,
+    ) -> Result<Option<UserRecord>, DomainError> {
+        let checked = async {
+            let user = self.store.find_user(attempt.username).await?;
+            let stored = user.as_ref().map(|u| u.password_hash.as_str());
+            let ok = self.hasher.verify(password, stored).await?;
+            Ok::<_, DomainError>(user.filter(|_| ok))
+        }
+        .await;
+        if checked.is_err() {
+            self.finish_attempt(attempt, AttemptOutcome::Abandoned, now)
+                .await?;
+        }
+        checked
+    }
+
+    async fn fail_attempt(
+        &self,
+        ctx: &RequestContext,
+        attempt: &Attempt<'_>,
+        now: Timestamp,
+    ) -> Result<(), DomainError> {
+        let lock_until = self
+            .policy
+            .lockout_duration
+            .map_or(Timestamp::NEVER, |d| now.plus(d));
+        let outcome = AttemptOutcome::Failed { lock_until };
+        if let Some(until) = self.finish_attempt(attempt, outcome, now).await? {
             tracing::warn!(
-                username,
-                "user locked after {failures} consecutive failures"
+                username = attempt.username,
+                until = %until.to_rfc3339(),
+                "username locked after {} consecutive failures",
+                self.policy.lockout_threshold
             );
+            let detail = format!(
+                "locked until {} ({} s)",
+                until.to_rfc3339(),
+                now.until(until).as_secs()
+            );
+            self.audit(
+                now,
+                AuditEvent::Lock,
+                AuditOutcome::Success,
+                Some(attempt.username),
+                ctx,
+                Some(detail),
+            )
+            .await;
         }
         Ok(())
     }
+
+    async fn finish_attempt(
+        &self,
+        attempt: &Attempt<'_>,
+        outcome: AttemptOutcome,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, DomainError> {
+        let end = AttemptEnd {
+            username: attempt.username.to_owned(),
+            attempt_id: attempt.id.clone(),
+            threshold: self.policy.lockout_threshold,
+            outcome,
+            now,
+        };
+        Ok(self.store.finish_attempt(&end).await?)
+    }
+
+    async fn ensure_ip_not_throttled(
+        &self,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), DomainError> {
+        let (Some(ip), limit) = (ctx.ip, self.policy.ip_failure_limit) else {
+            return Ok(());
+        };
+        if limit == 0 {
+            return Ok(());
+        }
+        if let Some((failures, window_start)) = self.store.ip_failures(&ip.to_string()).await? {
+            let window_end = window_start.plus(self.policy.ip_failure_window);
+            if failures >= limit && window_end > now {
+                return Err(DomainError::Throttled {
+                    retry_after: now.until(window_end),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn record_ip_failure(
+        &self,
+        ctx: &RequestContext,
+        now: Timestamp,
+    ) -> Result<(), DomainError> {
+        if let Some(ip) = ctx.ip
+            && self.policy.ip_failure_limit > 0
+        {
+            let floor = now.minus(self.policy.ip_failure_window);
+            self.store
+                .add_ip_failure(&ip.to_string(), now, floor)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Upgrades a hash made with other parameters, after the password was proven. Best effort:
+    /// never fails the login, and a concurrent change of the hash wins (compare-and-swap).
+    async fn rehash_if_needed(&self, user: &UserRecord, password: &SecretString) {
+        if !self.hasher.needs_rehash(&user.password_hash) {
+            return;
+        }
+        let result = async {
+            let new_hash = self.hasher.hash(password).await?;
+            Ok::<_, DomainError>(
+                self.store
+                    .update_password_hash(&user.username, &user.password_hash, &new_hash)
+                    .await?,
+            )
+        }
+        .await;
+        match result {
+            Ok(true) => tracing::info!(username = user.username, "password rehashed"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(username = user.username, error = %e, "rehash failed"),
+        }
+    }
+
+    async fn audit(
+        &self,
+        now: Timestamp,
+        event: AuditEvent,
+        outcome: AuditOutcome,
+        username: Option<&str>,
+        ctx: &RequestContext,
+        detail: Option<String>,
+    ) {
+        let entry = Entry {
+            event,
+            outcome,
+            username,
+            context: Some(ctx),
+            detail,
+        };
+        audit::append(self.store.as_ref(), now, entry).await;
+    }
+}
+
+/// A random session id for administrators (64 bits, hex).
+fn new_session_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    hex::encode(bytes)
 }

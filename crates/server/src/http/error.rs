@@ -113,6 +113,18 @@ impl From<DomainError> for AppError {
                 "unauthorized_client",
                 "The token was issued to another client.",
             ),
+            DomainError::Throttled { retry_after } => Self::Api {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: ErrorCode::Throttled,
+                message: Cow::Borrowed(
+                    "Too many failed logins from this address; try again later.",
+                ),
+                // Rounded up: a client waiting exactly this long is no longer throttled.
+                retry_after: Some(
+                    retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
+                ),
+            },
+            DomainError::Busy => Self::unavailable(),
             DomainError::Store(StoreError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "store unavailable");
                 Self::unavailable()

@@ -1,6 +1,7 @@
 //! Routes and extractors: turn HTTP into domain calls and domain results into the contract's
 //! answers. Handlers are a few lines each; rules live in the domain.
 
+mod client_ip;
 mod error;
 mod extract;
 mod health;
@@ -16,6 +17,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub use client_ip::resolve as resolve_client_ip;
 pub use error::AppError;
 
 use crate::domain::SessionService;
@@ -28,6 +30,18 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 pub struct AppState {
     pub service: SessionService,
     pub body_limit: usize,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
+}
+
+impl AppState {
+    pub fn new(service: SessionService) -> Self {
+        Self {
+            service,
+            body_limit: DEFAULT_BODY_LIMIT,
+            trusted_proxies: std::sync::Arc::default(),
+        }
+    }
 }
 
 /// The whole HTTP surface on one router.

@@ -1,21 +1,25 @@
 //! The three operations of the seeds' `SessionManagementController`.
 
+use std::future::Future;
+
 use axum::Json;
 use axum::extract::State;
 use m2m_session_model::{ErrorCode, LogInResult, LogOutRequest, SessionResetPasswordResult};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::client_ip::ClientIp;
 use super::extract::{ApiClient, JsonObject, SessionTokenHeader};
 use super::{AppError, AppState};
-use crate::domain::USERNAME_FORBIDDEN_CHARS;
+use crate::domain::{DomainError, RequestContext, USERNAME_FORBIDDEN_CHARS};
 use crate::time::Timestamp;
 
 pub async fn login(
     State(state): State<AppState>,
     ApiClient(client_id): ApiClient,
+    ClientIp(ip): ClientIp,
     body: JsonObject,
 ) -> Result<Json<LogInResult>, AppError> {
-    let username = body.required_str("username")?;
+    let username = body.required_str("username")?.to_owned();
     let password = SecretString::from(body.required_str("password")?);
     if username.contains(USERNAME_FORBIDDEN_CHARS) {
         return Err(AppError::bad_request(
@@ -23,10 +27,14 @@ pub async fn login(
             "The username contains an invalid character.",
         ));
     }
-    let token = state
-        .service
-        .login(&client_id, username, &password, Timestamp::now())
-        .await?;
+    let ctx = RequestContext::new(client_id, ip);
+    let service = state.service.clone();
+    let token = run_to_completion(async move {
+        service
+            .login(&ctx, &username, &password, Timestamp::now())
+            .await
+    })
+    .await?;
     Ok(Json(LogInResult {
         session_token: Some(token.expose().to_owned()),
     }))
@@ -35,13 +43,14 @@ pub async fn login(
 pub async fn logout(
     State(state): State<AppState>,
     ApiClient(client_id): ApiClient,
+    ClientIp(ip): ClientIp,
     session: SessionTokenHeader,
 ) -> Result<Json<LogOutRequest>, AppError> {
     let token = session.token()?;
-    state
-        .service
-        .logout(&client_id, &token, Timestamp::now())
-        .await?;
+    let ctx = RequestContext::new(client_id, ip);
+    let service = state.service.clone();
+    let ended = token.clone();
+    run_to_completion(async move { service.logout(&ctx, &ended, Timestamp::now()).await }).await?;
     Ok(Json(LogOutRequest {
         session_token: Some(token.expose().to_owned()),
     }))
@@ -50,16 +59,35 @@ pub async fn logout(
 pub async fn reset_password(
     State(state): State<AppState>,
     ApiClient(client_id): ApiClient,
+    ClientIp(ip): ClientIp,
     session: SessionTokenHeader,
     body: JsonObject,
 ) -> Result<Json<SessionResetPasswordResult>, AppError> {
     let old_password = SecretString::from(body.required_str("oldPassword")?);
     let token = session.token()?;
-    let new_password = state
-        .service
-        .reset_password(&client_id, &token, &old_password, Timestamp::now())
-        .await?;
+    let ctx = RequestContext::new(client_id, ip);
+    let service = state.service.clone();
+    let new_password = run_to_completion(async move {
+        service
+            .reset_password(&ctx, &token, &old_password, Timestamp::now())
+            .await
+    })
+    .await?;
     Ok(Json(SessionResetPasswordResult {
         new_password: Some(new_password.expose_secret().to_owned()),
     }))
+}
+
+/// Runs a state-changing operation on its own task, so that a client hanging up cannot cancel
+/// it half-way (a reservation taken but never released, a failure never counted).
+async fn run_to_completion<T: Send + 'static>(
+    work: impl Future<Output = Result<T, DomainError>> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "operation task failed");
+            AppError::internal()
+        })?
+        .map_err(AppError::from)
 }

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 
 pub use error::{StoreError, StoreResult};
 pub use records::{
-    ApiTokenRecord, ClientRecord, LockoutRecord, PasswordReset, SessionRecord, UserRecord,
+    ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
+    ClientRecord, LockoutRecord, PasswordReset, SessionRecord, UserRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -50,15 +51,39 @@ pub trait Store: Send + Sync + 'static {
     /// counter, all in one transaction. False when the hash had changed meanwhile.
     async fn reset_password(&self, reset: &PasswordReset) -> StoreResult<bool>;
 
+    /// Replaces a password hash only if it is still `expected` (rehash on login).
+    async fn update_password_hash(
+        &self,
+        username: &str,
+        expected: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool>;
+
     // Failed-login counters, keyed by the username as given.
     async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>>;
-    /// Atomically adds one failure and returns the new count.
-    async fn add_failure(&self, username: &str, now: Timestamp) -> StoreResult<u32>;
-    /// Sets the end of the lock unless one is already set (a lock is never extended).
-    async fn lock(&self, username: &str, until: Timestamp) -> StoreResult<()>;
+    /// Atomically, across processes: refuses while locked (forgetting a lock that has ended),
+    /// refuses as busy while failures plus live reservations reach the threshold, otherwise
+    /// records a reservation. Checking and reserving in one step is what stops parallel
+    /// guesses from running more verifications than the threshold.
+    async fn reserve_attempt(&self, request: &AttemptRequest) -> StoreResult<AttemptReservation>;
+    /// Atomically drops the reservation and applies its outcome; returns the end of a lock this
+    /// failure started, if it started one. A lock already in force is never extended.
+    async fn finish_attempt(&self, end: &AttemptEnd) -> StoreResult<Option<Timestamp>>;
     /// Forgets failures and any lock; false if there was nothing to forget.
     async fn clear_failures(&self, username: &str) -> StoreResult<bool>;
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>>;
+
+    // Failed logins per client IP, in fixed windows.
+    /// Adds a failure for `ip`, starting a new window when the current one began at or before
+    /// `window_floor`; returns the count and the window's start.
+    async fn add_ip_failure(
+        &self,
+        ip: &str,
+        now: Timestamp,
+        window_floor: Timestamp,
+    ) -> StoreResult<(u32, Timestamp)>;
+    /// The failure count and window start for `ip`, if any.
+    async fn ip_failures(&self, ip: &str) -> StoreResult<Option<(u32, Timestamp)>>;
 
     // OAuth clients.
     async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
@@ -86,4 +111,20 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, digest: &TokenDigest) -> StoreResult<bool>;
     /// Deletes sessions last used before `cutoff`; returns how many.
     async fn purge_sessions_idle_since(&self, cutoff: Timestamp) -> StoreResult<u64>;
+    /// All sessions, or one user's, oldest first.
+    async fn list_sessions(&self, username: Option<&str>) -> StoreResult<Vec<SessionRecord>>;
+    /// Deletes every session of a user; returns how many.
+    async fn delete_user_sessions(&self, username: &str) -> StoreResult<u64>;
+    async fn delete_session_by_id(&self, id: &str) -> StoreResult<bool>;
+    /// Deletes a user's oldest sessions beyond the newest `keep`; returns how many.
+    async fn trim_user_sessions(&self, username: &str, keep: u32) -> StoreResult<u64>;
+
+    // Audit log.
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// Oldest first, optionally for one username and from a time on.
+    async fn list_audit(
+        &self,
+        username: Option<&str>,
+        since: Option<Timestamp>,
+    ) -> StoreResult<Vec<AuditRecord>>;
 }

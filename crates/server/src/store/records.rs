@@ -66,6 +66,8 @@ pub struct ApiTokenRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
     pub token_digest: TokenDigest,
+    /// Random id for administrators; reveals nothing about the token.
+    pub id: String,
     pub username: String,
     pub client_id: String,
     pub created_at: Timestamp,
@@ -79,6 +81,8 @@ pub struct PasswordReset {
     pub expected_hash: String,
     pub new_hash: String,
     pub keep_session: TokenDigest,
+    /// The verification reservation this reset ends, in the same transaction.
+    pub attempt_id: String,
     pub now: Timestamp,
 }
 
@@ -90,4 +94,61 @@ impl fmt::Debug for PasswordReset {
             .field("now", &self.now)
             .finish_non_exhaustive()
     }
+}
+
+/// Asks for one password verification for `username`.
+#[derive(Debug, Clone)]
+pub struct AttemptRequest {
+    pub username: String,
+    pub attempt_id: String,
+    /// Failures plus verifications in flight may not exceed this.
+    pub threshold: u32,
+    pub now: Timestamp,
+    /// When the reservation lapses if it is never finished (crash, cancelled request).
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptReservation {
+    Granted,
+    Locked {
+        until: Timestamp,
+    },
+    /// `threshold` verifications are already counted or running; try again shortly.
+    Busy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Clears the failure count.
+    Succeeded,
+    /// Adds a failure; locks until `lock_until` when the count reaches the threshold.
+    Failed { lock_until: Timestamp },
+    /// Neither: the verification could not be completed.
+    Abandoned,
+}
+
+/// Ends a reservation made with [`AttemptRequest`].
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub username: String,
+    pub attempt_id: String,
+    pub threshold: u32,
+    pub outcome: AttemptOutcome,
+    pub now: Timestamp,
+}
+
+/// One line of the audit log. Never holds a password or a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub time: Timestamp,
+    /// `login`, `logout`, `reset`, `lock`, `unlock`, `revoke` or `admin`.
+    pub event: String,
+    /// `success`, `invalid_credentials`, `locked`, `throttled` or `error`.
+    pub outcome: String,
+    /// As given by the caller, whether or not such a user exists.
+    pub username: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub detail: Option<String>,
 }

@@ -17,8 +17,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    ApiTokenRecord, ClientRecord, LockoutRecord, PasswordReset, SessionRecord, Store, StoreError,
-    StoreResult, UserRecord,
+    ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
+    ClientRecord, LockoutRecord, PasswordReset, SessionRecord, Store, StoreError, StoreResult,
+    UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
@@ -140,6 +141,18 @@ fn client_from(row: &SqliteRow) -> Result<ClientRecord, sqlx::Error> {
     })
 }
 
+fn audit_from(row: &SqliteRow) -> Result<AuditRecord, sqlx::Error> {
+    Ok(AuditRecord {
+        time: ts(row, "time")?,
+        event: row.try_get("event")?,
+        outcome: row.try_get("outcome")?,
+        username: row.try_get("username")?,
+        client_id: row.try_get("client_id")?,
+        ip: row.try_get("ip")?,
+        detail: row.try_get("detail")?,
+    })
+}
+
 fn api_token_from(row: &SqliteRow) -> Result<ApiTokenRecord, sqlx::Error> {
     Ok(ApiTokenRecord {
         token_digest: digest_col(row, "token_hash")?,
@@ -154,6 +167,7 @@ fn api_token_from(row: &SqliteRow) -> Result<ApiTokenRecord, sqlx::Error> {
 fn session_from(row: &SqliteRow) -> Result<SessionRecord, sqlx::Error> {
     Ok(SessionRecord {
         token_digest: digest_col(row, "token_hash")?,
+        id: row.try_get("id")?,
         username: row.try_get("username")?,
         client_id: row.try_get("client_id")?,
         created_at: ts(row, "created_at")?,
@@ -265,6 +279,11 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        sqlx::query("DELETE FROM login_attempts WHERE attempt_id = ?")
+            .bind(&reset.attempt_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(true)
     }
@@ -276,34 +295,6 @@ impl Store for SqliteStore {
             .fetch_optional(&self.readers)
             .await
             .map_err(map_err)
-    }
-
-    async fn add_failure(&self, username: &str, now: Timestamp) -> StoreResult<u32> {
-        sqlx::query_scalar::<_, i64>(
-            "INSERT INTO login_failures (username, failures, locked_until, updated_at)
-             VALUES (?, 1, NULL, ?)
-             ON CONFLICT (username) DO UPDATE
-               SET failures = failures + 1, updated_at = excluded.updated_at
-             RETURNING failures",
-        )
-        .bind(username)
-        .bind(now.0)
-        .fetch_one(&self.writer)
-        .await
-        .map(count)
-        .map_err(map_err)
-    }
-
-    async fn lock(&self, username: &str, until: Timestamp) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE login_failures SET locked_until = ? WHERE username = ? AND locked_until IS NULL",
-        )
-        .bind(until.0)
-        .bind(username)
-        .execute(&self.writer)
-        .await
-        .map(drop)
-        .map_err(map_err)
     }
 
     async fn clear_failures(&self, username: &str) -> StoreResult<bool> {
@@ -419,10 +410,11 @@ impl Store for SqliteStore {
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO sessions (token_hash, username, client_id, created_at, last_used_at)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(session.token_digest.as_bytes())
+        .bind(&session.id)
         .bind(&session.username)
         .bind(&session.client_id)
         .bind(session.created_at.0)
@@ -468,5 +460,239 @@ impl Store for SqliteStore {
             .await
             .map(|r| r.rows_affected())
             .map_err(map_err)
+    }
+
+    async fn update_password_hash(
+        &self,
+        username: &str,
+        expected: &str,
+        new_hash: &str,
+    ) -> StoreResult<bool> {
+        sqlx::query("UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?")
+            .bind(new_hash)
+            .bind(username)
+            .bind(expected)
+            .execute(&self.writer)
+            .await
+            .map(|r| r.rows_affected() > 0)
+            .map_err(map_err)
+    }
+
+    async fn reserve_attempt(&self, request: &AttemptRequest) -> StoreResult<AttemptReservation> {
+        let username = request.username.as_str();
+        let now = request.now.0;
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM login_attempts WHERE username = ? AND expires_at <= ?")
+            .bind(username)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let row: Option<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT failures, locked_until FROM login_failures WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        let mut failures = 0;
+        if let Some((count, locked_until)) = row {
+            failures = count;
+            if let Some(until) = locked_until {
+                if until > now {
+                    tx.commit().await.map_err(map_err)?;
+                    return Ok(AttemptReservation::Locked {
+                        until: Timestamp(until),
+                    });
+                }
+                // The lock is over: the count starts again.
+                sqlx::query("DELETE FROM login_failures WHERE username = ?")
+                    .bind(username)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                failures = 0;
+            }
+        }
+        let in_flight: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts WHERE username = ?")
+                .bind(username)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if failures + in_flight >= i64::from(request.threshold) {
+            tx.commit().await.map_err(map_err)?;
+            return Ok(AttemptReservation::Busy);
+        }
+        sqlx::query(
+            "INSERT INTO login_attempts (attempt_id, username, expires_at) VALUES (?, ?, ?)",
+        )
+        .bind(&request.attempt_id)
+        .bind(username)
+        .bind(request.expires_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(AttemptReservation::Granted)
+    }
+
+    async fn finish_attempt(&self, end: &AttemptEnd) -> StoreResult<Option<Timestamp>> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM login_attempts WHERE attempt_id = ?")
+            .bind(&end.attempt_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let mut locked = None;
+        match end.outcome {
+            AttemptOutcome::Abandoned => {}
+            AttemptOutcome::Succeeded => {
+                sqlx::query("DELETE FROM login_failures WHERE username = ?")
+                    .bind(&end.username)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            AttemptOutcome::Failed { lock_until } => {
+                let (failures, locked_until): (i64, Option<i64>) = sqlx::query_as(
+                    "INSERT INTO login_failures (username, failures, locked_until, updated_at)
+                     VALUES (?, 1, NULL, ?)
+                     ON CONFLICT (username) DO UPDATE
+                       SET failures = failures + 1, updated_at = excluded.updated_at
+                     RETURNING failures, locked_until",
+                )
+                .bind(&end.username)
+                .bind(end.now.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if locked_until.is_none() && failures >= i64::from(end.threshold) {
+                    sqlx::query("UPDATE login_failures SET locked_until = ? WHERE username = ?")
+                        .bind(lock_until.0)
+                        .bind(&end.username)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    locked = Some(lock_until);
+                }
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(locked)
+    }
+
+    async fn add_ip_failure(
+        &self,
+        ip: &str,
+        now: Timestamp,
+        window_floor: Timestamp,
+    ) -> StoreResult<(u32, Timestamp)> {
+        sqlx::query_as::<_, (i64, i64)>(
+            "INSERT INTO ip_failures (ip, window_start, failures) VALUES (?, ?, 1)
+             ON CONFLICT (ip) DO UPDATE SET
+               failures = CASE WHEN ip_failures.window_start <= ? THEN 1
+                               ELSE ip_failures.failures + 1 END,
+               window_start = CASE WHEN ip_failures.window_start <= ? THEN excluded.window_start
+                                   ELSE ip_failures.window_start END
+             RETURNING failures, window_start",
+        )
+        .bind(ip)
+        .bind(now.0)
+        .bind(window_floor.0)
+        .bind(window_floor.0)
+        .fetch_one(&self.writer)
+        .await
+        .map(|(n, start)| (count(n), Timestamp(start)))
+        .map_err(map_err)
+    }
+
+    async fn ip_failures(&self, ip: &str) -> StoreResult<Option<(u32, Timestamp)>> {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT failures, window_start FROM ip_failures WHERE ip = ?",
+        )
+        .bind(ip)
+        .fetch_optional(&self.readers)
+        .await
+        .map(|row| row.map(|(n, start)| (count(n), Timestamp(start))))
+        .map_err(map_err)
+    }
+
+    async fn list_sessions(&self, username: Option<&str>) -> StoreResult<Vec<SessionRecord>> {
+        sqlx::query(
+            "SELECT * FROM sessions WHERE (?1 IS NULL OR username = ?1)
+             ORDER BY created_at, id",
+        )
+        .bind(username)
+        .try_map(|r: SqliteRow| session_from(&r))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn delete_user_sessions(&self, username: &str) -> StoreResult<u64> {
+        sqlx::query("DELETE FROM sessions WHERE username = ?")
+            .bind(username)
+            .execute(&self.writer)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(map_err)
+    }
+
+    async fn delete_session_by_id(&self, id: &str) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM sessions WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map(|r| r.rows_affected() > 0)
+            .map_err(map_err)
+    }
+
+    async fn trim_user_sessions(&self, username: &str, keep: u32) -> StoreResult<u64> {
+        sqlx::query(
+            "DELETE FROM sessions WHERE username = ?1 AND token_hash NOT IN (
+                SELECT token_hash FROM sessions WHERE username = ?1
+                ORDER BY created_at DESC, id DESC LIMIT ?2)",
+        )
+        .bind(username)
+        .bind(i64::from(keep))
+        .execute(&self.writer)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(map_err)
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (time, event, outcome, username, client_id, ip, detail)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(record.time.0)
+        .bind(&record.event)
+        .bind(&record.outcome)
+        .bind(&record.username)
+        .bind(&record.client_id)
+        .bind(&record.ip)
+        .bind(&record.detail)
+        .execute(&self.writer)
+        .await
+        .map(drop)
+        .map_err(map_err)
+    }
+
+    async fn list_audit(
+        &self,
+        username: Option<&str>,
+        since: Option<Timestamp>,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        sqlx::query(
+            "SELECT * FROM audit_log WHERE (?1 IS NULL OR username = ?1) AND time >= ?2
+             ORDER BY time, id",
+        )
+        .bind(username)
+        .bind(since.map_or(i64::MIN, |t| t.0))
+        .try_map(|r: SqliteRow| audit_from(&r))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(map_err)
     }
 }

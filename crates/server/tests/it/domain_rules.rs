@@ -2,21 +2,29 @@
 //! test takes microseconds.
 
 use m2m_session_server::crypto::SessionToken;
-use m2m_session_server::domain::{Admin, DomainError, Policy, SessionService};
+use m2m_session_server::domain::{Admin, DomainError, Policy, RequestContext, SessionService};
 use m2m_session_server::time::Timestamp;
 
 use crate::support::*;
 
 const OTHER_CLIENT: &str = "other-app";
 
+fn ctx() -> RequestContext {
+    RequestContext::new(CLIENT_ID, None)
+}
+
+fn other_ctx() -> RequestContext {
+    RequestContext::new(OTHER_CLIENT, None)
+}
+
 async fn login(svc: &SessionService, at: Timestamp) -> SessionToken {
-    svc.login(CLIENT_ID, USERNAME, &secret(PASSWORD), at)
+    svc.login(&ctx(), USERNAME, &secret(PASSWORD), at)
         .await
         .unwrap()
 }
 
 async fn fail(svc: &SessionService, at: Timestamp) -> DomainError {
-    svc.login(CLIENT_ID, USERNAME, &secret("wrong password"), at)
+    svc.login(&ctx(), USERNAME, &secret("wrong password"), at)
         .await
         .unwrap_err()
 }
@@ -71,7 +79,7 @@ async fn an_unused_session_dies_between_19_59_and_20_01() {
         Err(DomainError::SessionExpired)
     ));
     assert!(matches!(
-        svc.logout(CLIENT_ID, &b, at_20_01).await,
+        svc.logout(&ctx(), &b, at_20_01).await,
         Err(DomainError::SessionExpired)
     ));
 }
@@ -80,13 +88,13 @@ async fn an_unused_session_dies_between_19_59_and_20_01() {
 async fn logout_ends_the_session_at_once() {
     let (_dir, svc) = service(Policy::default()).await;
     let token = login(&svc, T0).await;
-    svc.logout(CLIENT_ID, &token, T0).await.unwrap();
+    svc.logout(&ctx(), &token, T0).await.unwrap();
     assert!(matches!(
         svc.authenticate_session(CLIENT_ID, &token, T0).await,
         Err(DomainError::SessionExpired)
     ));
     assert!(matches!(
-        svc.logout(CLIENT_ID, &token, T0).await,
+        svc.logout(&ctx(), &token, T0).await,
         Err(DomainError::SessionExpired)
     ));
 }
@@ -100,7 +108,7 @@ async fn sessions_are_bound_to_their_oauth_client() {
         Err(DomainError::SessionExpired)
     ));
     assert!(matches!(
-        svc.logout(OTHER_CLIENT, &token, T0).await,
+        svc.logout(&other_ctx(), &token, T0).await,
         Err(DomainError::SessionExpired)
     ));
     // The rightful client still has it.
@@ -146,7 +154,7 @@ async fn lockout_at_exactly_five_and_success_resets_the_count() {
         ));
     }
     let err = svc
-        .login(CLIENT_ID, USERNAME, &secret(PASSWORD), T0.plus(secs(40)))
+        .login(&ctx(), USERNAME, &secret(PASSWORD), T0.plus(secs(40)))
         .await
         .unwrap_err();
     assert!(matches!(err, DomainError::Locked { .. }), "{err:?}");
@@ -167,7 +175,7 @@ async fn lock_releases_after_the_duration_and_is_not_extended_by_failures() {
     }
     let just_before = T0.plus(mins(15)).minus(secs(1));
     match svc
-        .login(CLIENT_ID, USERNAME, &secret(PASSWORD), just_before)
+        .login(&ctx(), USERNAME, &secret(PASSWORD), just_before)
         .await
     {
         Err(DomainError::Locked { until }) => assert_eq!(until, T0.plus(mins(15))),
@@ -203,13 +211,13 @@ async fn permanent_lock_needs_an_administrator() {
     }
     let years_later = T0.plus(mins(60 * 24 * 365 * 10));
     assert!(matches!(
-        svc.login(CLIENT_ID, USERNAME, &secret(PASSWORD), years_later)
+        svc.login(&ctx(), USERNAME, &secret(PASSWORD), years_later)
             .await,
         Err(DomainError::Locked {
             until: Timestamp::NEVER
         })
     ));
-    admin(&svc).unlock_user(USERNAME).await.unwrap();
+    admin(&svc).unlock_user(USERNAME, T0).await.unwrap();
     login(&svc, years_later).await;
 }
 
@@ -218,14 +226,13 @@ async fn unknown_usernames_answer_like_wrong_passwords_and_lock_too() {
     let (_dir, svc) = service(Policy::default()).await;
     for _ in 0..5 {
         let err = svc
-            .login(CLIENT_ID, "nobody", &secret("whatever1"), T0)
+            .login(&ctx(), "nobody", &secret("whatever1"), T0)
             .await
             .unwrap_err();
         assert!(matches!(err, DomainError::InvalidCredentials));
     }
     assert!(matches!(
-        svc.login(CLIENT_ID, "nobody", &secret("whatever1"), T0)
-            .await,
+        svc.login(&ctx(), "nobody", &secret("whatever1"), T0).await,
         Err(DomainError::Locked { .. })
     ));
     // The real user is unaffected.
@@ -238,7 +245,7 @@ async fn reset_revokes_other_sessions_only_and_replaces_the_password() {
     let current = login(&svc, T0).await;
     let other = login(&svc, T0).await;
     let new_password = svc
-        .reset_password(CLIENT_ID, &current, &secret(PASSWORD), T0.plus(secs(1)))
+        .reset_password(&ctx(), &current, &secret(PASSWORD), T0.plus(secs(1)))
         .await
         .unwrap();
     let at = T0.plus(secs(2));
@@ -250,10 +257,10 @@ async fn reset_revokes_other_sessions_only_and_replaces_the_password() {
         Err(DomainError::SessionExpired)
     ));
     assert!(matches!(
-        svc.login(CLIENT_ID, USERNAME, &secret(PASSWORD), at).await,
+        svc.login(&ctx(), USERNAME, &secret(PASSWORD), at).await,
         Err(DomainError::InvalidCredentials)
     ));
-    svc.login(CLIENT_ID, USERNAME, &new_password, at)
+    svc.login(&ctx(), USERNAME, &new_password, at)
         .await
         .unwrap();
 }
@@ -264,19 +271,19 @@ async fn reset_with_a_wrong_old_password_counts_as_a_failure() {
     let token = login(&svc, T0).await;
     for _ in 0..5 {
         let err = svc
-            .reset_password(CLIENT_ID, &token, &secret("not it at all"), T0)
+            .reset_password(&ctx(), &token, &secret("not it at all"), T0)
             .await
             .unwrap_err();
         assert!(matches!(err, DomainError::OldPasswordMismatch), "{err:?}");
     }
     // Locked now: neither reset nor login goes through, even with the right password.
     assert!(matches!(
-        svc.reset_password(CLIENT_ID, &token, &secret(PASSWORD), T0)
+        svc.reset_password(&ctx(), &token, &secret(PASSWORD), T0)
             .await,
         Err(DomainError::Locked { .. })
     ));
     assert!(matches!(
-        svc.login(CLIENT_ID, USERNAME, &secret(PASSWORD), T0).await,
+        svc.login(&ctx(), USERNAME, &secret(PASSWORD), T0).await,
         Err(DomainError::Locked { .. })
     ));
 }
@@ -285,13 +292,13 @@ async fn reset_with_a_wrong_old_password_counts_as_a_failure() {
 async fn removing_a_user_ends_its_sessions() {
     let (_dir, svc) = service(Policy::default()).await;
     let token = login(&svc, T0).await;
-    admin(&svc).remove_user(USERNAME).await.unwrap();
+    admin(&svc).remove_user(USERNAME, T0).await.unwrap();
     assert!(matches!(
         svc.authenticate_session(CLIENT_ID, &token, T0).await,
         Err(DomainError::SessionExpired)
     ));
     assert!(matches!(
-        admin(&svc).remove_user(USERNAME).await,
+        admin(&svc).remove_user(USERNAME, T0).await,
         Err(DomainError::NotFound(_))
     ));
 }
@@ -344,7 +351,7 @@ async fn admin_refuses_duplicates_and_bad_input() {
         ));
     }
     assert!(matches!(
-        admin.unlock_user("never-seen").await,
+        admin.unlock_user("never-seen", T0).await,
         Err(DomainError::NotFound(_))
     ));
 }

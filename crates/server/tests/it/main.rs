@@ -5,5 +5,6 @@ mod domain_rules;
 mod http_contract;
 mod oauth;
 mod persistence;
+mod security;
 mod store_conformance;
 mod support;

@@ -80,7 +80,11 @@ fn assert_absent(dir: &Path, secrets: &[&str]) {
     let mut files = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
+        // SQLite deletes -wal and -shm when its last connection closes: gone is fine.
+        let bytes = match std::fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            other => other.unwrap(),
+        };
         files += 1;
         for secret in secrets {
             let hit = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());

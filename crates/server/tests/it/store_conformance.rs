@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use m2m_session_server::crypto::{SessionToken, digest};
 use m2m_session_server::store::{
-    ApiTokenRecord, ClientRecord, PasswordReset, SessionRecord, Store, StoreError, UserRecord,
+    ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
+    ClientRecord, PasswordReset, SessionRecord, Store, StoreError, UserRecord,
 };
 use m2m_session_server::time::Timestamp;
 
@@ -30,8 +31,10 @@ fn client(id: &str) -> ClientRecord {
 }
 
 fn session(name: &str, client_id: &str) -> SessionRecord {
+    let token = SessionToken::generate();
     SessionRecord {
-        token_digest: SessionToken::generate().digest(),
+        token_digest: token.digest(),
+        id: token.expose()[..16].to_owned(),
         username: name.into(),
         client_id: client_id.into(),
         created_at: T0,
@@ -72,29 +75,199 @@ pub async fn users_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.find_user("bob").await.unwrap(), None);
 }
 
-pub async fn failures_count_atomically_and_locks_are_never_extended(store: Arc<dyn Store>) {
+fn attempt(name: &str, id: &str, now: Timestamp) -> AttemptRequest {
+    AttemptRequest {
+        username: name.into(),
+        attempt_id: id.into(),
+        threshold: 5,
+        now,
+        expires_at: now.plus(secs(30)),
+    }
+}
+
+fn end(name: &str, id: &str, outcome: AttemptOutcome, now: Timestamp) -> AttemptEnd {
+    AttemptEnd {
+        username: name.into(),
+        attempt_id: id.into(),
+        threshold: 5,
+        outcome,
+        now,
+    }
+}
+
+fn failed(until: Timestamp) -> AttemptOutcome {
+    AttemptOutcome::Failed { lock_until: until }
+}
+
+pub async fn reservations_never_exceed_the_threshold(store: Arc<dyn Store>) {
+    // 50 concurrent reservations: exactly 5 granted, the rest busy.
     let mut tasks = Vec::new();
-    for _ in 0..50 {
+    for i in 0..50 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.add_failure("carol", T0).await.unwrap()
+            store
+                .reserve_attempt(&attempt("carol", &format!("a{i}"), T0))
+                .await
+                .unwrap()
         }));
     }
-    let mut counts = Vec::new();
+    let mut granted = 0;
     for t in tasks {
-        counts.push(t.await.unwrap());
+        match t.await.unwrap() {
+            AttemptReservation::Granted => granted += 1,
+            AttemptReservation::Busy => {}
+            other => panic!("{other:?}"),
+        }
     }
-    counts.sort_unstable();
-    assert_eq!(counts, (1..=50).collect::<Vec<u32>>());
-    store.lock("carol", T0.plus(mins(15))).await.unwrap();
-    store.lock("carol", T0.plus(mins(30))).await.unwrap();
-    let rec = store.lockout("carol").await.unwrap().unwrap();
-    assert_eq!(rec.failures, 50);
-    assert_eq!(rec.locked_until, Some(T0.plus(mins(15))));
-    assert_eq!(store.list_lockouts().await.unwrap().len(), 1);
-    assert!(store.clear_failures("carol").await.unwrap());
-    assert!(!store.clear_failures("carol").await.unwrap());
-    assert_eq!(store.lockout("carol").await.unwrap(), None);
+    assert_eq!(granted, 5);
+}
+
+pub async fn failures_lock_once_and_locks_are_never_extended(store: Arc<dyn Store>) {
+    let lock_until = T0.plus(mins(15));
+    for i in 0..5 {
+        let id = format!("f{i}");
+        assert_eq!(
+            store
+                .reserve_attempt(&attempt("dan", &id, T0))
+                .await
+                .unwrap(),
+            AttemptReservation::Granted
+        );
+        let locked = store
+            .finish_attempt(&end("dan", &id, failed(lock_until), T0))
+            .await
+            .unwrap();
+        assert_eq!(locked, (i == 4).then_some(lock_until), "attempt {i}");
+    }
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt("dan", "x", T0.plus(mins(1))))
+            .await
+            .unwrap(),
+        AttemptReservation::Locked { until: lock_until }
+    );
+    let rec = store.lockout("dan").await.unwrap().unwrap();
+    assert_eq!((rec.failures, rec.locked_until), (5, Some(lock_until)));
+    // After the lock, the count starts again.
+    let after = T0.plus(mins(15));
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt("dan", "y", after))
+            .await
+            .unwrap(),
+        AttemptReservation::Granted
+    );
+    assert_eq!(
+        store
+            .finish_attempt(&end("dan", "y", failed(after.plus(mins(15))), after))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.lockout("dan").await.unwrap().unwrap().failures, 1);
+    // Success clears; abandon neither counts nor clears.
+    store
+        .reserve_attempt(&attempt("dan", "z", after))
+        .await
+        .unwrap();
+    store
+        .finish_attempt(&end("dan", "z", AttemptOutcome::Abandoned, after))
+        .await
+        .unwrap();
+    assert_eq!(store.lockout("dan").await.unwrap().unwrap().failures, 1);
+    store
+        .reserve_attempt(&attempt("dan", "w", after))
+        .await
+        .unwrap();
+    store
+        .finish_attempt(&end("dan", "w", AttemptOutcome::Succeeded, after))
+        .await
+        .unwrap();
+    assert_eq!(store.lockout("dan").await.unwrap(), None);
+    assert!(!store.clear_failures("dan").await.unwrap());
+}
+
+pub async fn stale_reservations_expire(store: Arc<dyn Store>) {
+    for i in 0..5 {
+        store
+            .reserve_attempt(&attempt("eve", &format!("s{i}"), T0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt("eve", "late", T0))
+            .await
+            .unwrap(),
+        AttemptReservation::Busy
+    );
+    // 30 s later the crashed reservations are void.
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt("eve", "later", T0.plus(secs(30))))
+            .await
+            .unwrap(),
+        AttemptReservation::Granted
+    );
+    assert!(store.clear_failures("nobody").await.is_ok());
+    assert_eq!(store.list_lockouts().await.unwrap().len(), 0);
+}
+
+pub async fn ip_failures_count_in_fixed_windows(store: Arc<dyn Store>) {
+    assert_eq!(store.ip_failures("192.0.2.1").await.unwrap(), None);
+    let floor = |now: Timestamp| now.minus(mins(60));
+    for i in 1..=3u32 {
+        let now = T0.plus(secs(u64::from(i)));
+        assert_eq!(
+            store
+                .add_ip_failure("192.0.2.1", now, floor(now))
+                .await
+                .unwrap(),
+            (i, T0.plus(secs(1)))
+        );
+    }
+    assert_eq!(
+        store.ip_failures("192.0.2.1").await.unwrap(),
+        Some((3, T0.plus(secs(1))))
+    );
+    // A new window once the old one has passed.
+    let later = T0.plus(mins(61));
+    assert_eq!(
+        store
+            .add_ip_failure("192.0.2.1", later, floor(later))
+            .await
+            .unwrap(),
+        (1, later)
+    );
+    assert_eq!(store.ip_failures("2001:db8::1").await.unwrap(), None);
+}
+
+pub async fn audit_records_round_trip_and_filter(store: Arc<dyn Store>) {
+    let record = |t: i64, user: &str| AuditRecord {
+        time: Timestamp(t),
+        event: "login".into(),
+        outcome: "invalid_credentials".into(),
+        username: Some(user.into()),
+        client_id: Some("c1".into()),
+        ip: Some("192.0.2.1".into()),
+        detail: None,
+    };
+    for (t, u) in [(1, "a"), (2, "b"), (3, "a")] {
+        store.append_audit(&record(t, u)).await.unwrap();
+    }
+    assert_eq!(store.list_audit(None, None).await.unwrap().len(), 3);
+    assert_eq!(
+        store.list_audit(Some("a"), None).await.unwrap(),
+        vec![record(1, "a"), record(3, "a")]
+    );
+    assert_eq!(
+        store
+            .list_audit(None, Some(Timestamp(2)))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 pub async fn clients_round_trip_and_removal_cascades(store: Arc<dyn Store>) {
@@ -209,12 +382,24 @@ pub async fn reset_is_a_compare_and_swap_that_revokes_other_sessions(store: Arc<
     let drop = session("fay", "c1");
     store.insert_session(&keep).await.unwrap();
     store.insert_session(&drop).await.unwrap();
-    store.add_failure("fay", T0).await.unwrap();
+    store
+        .reserve_attempt(&attempt("fay", "r1", T0))
+        .await
+        .unwrap();
+    store
+        .finish_attempt(&end("fay", "r1", failed(T0.plus(mins(15))), T0))
+        .await
+        .unwrap();
+    store
+        .reserve_attempt(&attempt("fay", "r2", T0))
+        .await
+        .unwrap();
     let reset = PasswordReset {
         username: "fay".into(),
         expected_hash: "hash-of-fay".into(),
         new_hash: "new-hash".into(),
         keep_session: keep.token_digest,
+        attempt_id: "r2".into(),
         now: T0.plus(mins(3)),
     };
     assert!(store.reset_password(&reset).await.unwrap());
@@ -230,11 +415,66 @@ pub async fn reset_is_a_compare_and_swap_that_revokes_other_sessions(store: Arc<
         .unwrap();
     assert_eq!(kept.last_used_at, T0.plus(mins(3)));
     assert_eq!(store.lockout("fay").await.unwrap(), None);
+    // The reservation ended with the reset: five more can be granted.
+    for i in 0..5 {
+        let granted = store
+            .reserve_attempt(&attempt("fay", &format!("n{i}"), T0))
+            .await
+            .unwrap();
+        assert_eq!(granted, AttemptReservation::Granted);
+    }
     // The same reset again: the expected hash is gone, nothing changes.
     assert!(!store.reset_password(&reset).await.unwrap());
     assert_eq!(
         store.find_user("fay").await.unwrap().unwrap().password_hash,
         "new-hash"
+    );
+}
+
+pub async fn sessions_are_listed_revoked_and_capped(store: Arc<dyn Store>) {
+    store.insert_client(&client("c1")).await.unwrap();
+    store.insert_user(&user("gus")).await.unwrap();
+    store.insert_user(&user("hal")).await.unwrap();
+    let mut gus = Vec::new();
+    for i in 0..4 {
+        let mut s = session("gus", "c1");
+        s.created_at = T0.plus(secs(i));
+        store.insert_session(&s).await.unwrap();
+        gus.push(s);
+    }
+    let hal = session("hal", "c1");
+    store.insert_session(&hal).await.unwrap();
+    assert_eq!(store.list_sessions(None).await.unwrap().len(), 5);
+    assert_eq!(store.list_sessions(Some("gus")).await.unwrap(), gus);
+    // Keep the newest two.
+    assert_eq!(store.trim_user_sessions("gus", 2).await.unwrap(), 2);
+    assert_eq!(
+        store.list_sessions(Some("gus")).await.unwrap(),
+        gus[2..].to_vec()
+    );
+    assert!(store.delete_session_by_id(&gus[2].id).await.unwrap());
+    assert!(!store.delete_session_by_id(&gus[2].id).await.unwrap());
+    assert_eq!(store.delete_user_sessions("gus").await.unwrap(), 1);
+    assert_eq!(store.list_sessions(None).await.unwrap(), vec![hal]);
+}
+
+pub async fn rehash_is_a_compare_and_swap(store: Arc<dyn Store>) {
+    store.insert_user(&user("ivy")).await.unwrap();
+    assert!(
+        !store
+            .update_password_hash("ivy", "stale", "new")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .update_password_hash("ivy", "hash-of-ivy", "new")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.find_user("ivy").await.unwrap().unwrap().password_hash,
+        "new"
     );
 }
 
@@ -248,7 +488,13 @@ macro_rules! conformance {
             use super::*;
             conformance!(@tests $open;
                 users_round_trip,
-                failures_count_atomically_and_locks_are_never_extended,
+                reservations_never_exceed_the_threshold,
+                failures_lock_once_and_locks_are_never_extended,
+                stale_reservations_expire,
+                ip_failures_count_in_fixed_windows,
+                audit_records_round_trip_and_filter,
+                sessions_are_listed_revoked_and_capped,
+                rehash_is_a_compare_and_swap,
                 clients_round_trip_and_removal_cascades,
                 one_live_api_token_per_client_and_scope,
                 sessions_touch_delete_and_purge,

@@ -1,0 +1,105 @@
+//! The audit trail: one line per attempt and per administrative change, never a secret.
+
+use std::net::IpAddr;
+
+use super::DomainError;
+use crate::store::{AuditRecord, Store};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditEvent {
+    Login,
+    Logout,
+    Reset,
+    Lock,
+    Unlock,
+    Revoke,
+    Admin,
+}
+
+impl AuditEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Logout => "logout",
+            Self::Reset => "reset",
+            Self::Lock => "lock",
+            Self::Unlock => "unlock",
+            Self::Revoke => "revoke",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Success,
+    InvalidCredentials,
+    Locked,
+    Throttled,
+    Error,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Locked => "locked",
+            Self::Throttled => "throttled",
+            Self::Error => "error",
+        }
+    }
+
+    pub fn of<T>(result: &Result<T, DomainError>) -> Self {
+        match result {
+            Ok(_) => Self::Success,
+            Err(DomainError::InvalidCredentials | DomainError::OldPasswordMismatch) => {
+                Self::InvalidCredentials
+            }
+            Err(DomainError::Locked { .. }) => Self::Locked,
+            Err(DomainError::Throttled { .. }) => Self::Throttled,
+            Err(_) => Self::Error,
+        }
+    }
+}
+
+/// Who is asking: the OAuth client and the client IP, for the audit log and the IP throttle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    pub client_id: String,
+    pub ip: Option<IpAddr>,
+}
+
+impl RequestContext {
+    pub fn new(client_id: impl Into<String>, ip: Option<IpAddr>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            ip,
+        }
+    }
+}
+
+/// One audit line. Auditing never fails the operation it records: a store error is logged.
+pub struct Entry<'a> {
+    pub event: AuditEvent,
+    pub outcome: AuditOutcome,
+    pub username: Option<&'a str>,
+    pub context: Option<&'a RequestContext>,
+    pub detail: Option<String>,
+}
+
+pub async fn append(store: &dyn Store, now: Timestamp, entry: Entry<'_>) {
+    let record = AuditRecord {
+        time: now,
+        event: entry.event.as_str().to_owned(),
+        outcome: entry.outcome.as_str().to_owned(),
+        username: entry.username.map(str::to_owned),
+        client_id: entry.context.map(|c| c.client_id.clone()),
+        ip: entry.context.and_then(|c| c.ip).map(|ip| ip.to_string()),
+        detail: entry.detail,
+    };
+    if let Err(e) = store.append_audit(&record).await {
+        tracing::warn!(error = %e, event = record.event, "audit record lost");
+    }
+}
