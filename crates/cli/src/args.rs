@@ -85,6 +85,15 @@ pub struct ServeArgs {
     /// Window of the per-IP failure limit [default: 1h]
     #[arg(long, env = "M2M_IP_FAILURE_WINDOW", value_name = "DURATION")]
     pub ip_failure_window: Option<String>,
+    /// Most database connections per node [default: 10]
+    #[arg(long, env = "M2M_DATABASE_MAX_CONNECTIONS", value_name = "N")]
+    pub database_max_connections: Option<u32>,
+    /// How long a request waits for a database connection before answering 503 [default: 3s]
+    #[arg(long, env = "M2M_DATABASE_ACQUIRE_TIMEOUT", value_name = "DURATION")]
+    pub database_acquire_timeout: Option<String>,
+    /// A session's last use is written at most this often, capped at idle timeout / 10 [default: 60s]
+    #[arg(long, env = "M2M_SESSION_TOUCH_GRANULARITY", value_name = "DURATION")]
+    pub session_touch_granularity: Option<String>,
     /// Proxy whose X-Forwarded-For is believed (repeatable), e.g. 10.0.0.0/8 or 127.0.0.1/32
     #[arg(
         long = "trusted-proxy",

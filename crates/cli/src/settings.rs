@@ -25,6 +25,9 @@ pub struct FileConfig {
     pub ip_failure_limit: Option<u32>,
     pub ip_failure_window: Option<String>,
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    pub database_max_connections: Option<u32>,
+    pub database_acquire_timeout: Option<String>,
+    pub session_touch_granularity: Option<String>,
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
@@ -125,6 +128,30 @@ pub fn server_config(
         .or(file.ip_failure_window.as_ref())
     {
         config.policy.ip_failure_window = parse_duration("IP failure window", text)?;
+    }
+    if let Some(n) = serve
+        .database_max_connections
+        .or(file.database_max_connections)
+    {
+        if n == 0 {
+            bail!("database max connections must be at least 1");
+        }
+        config.store.max_connections = n;
+    }
+    if let Some(text) = serve
+        .database_acquire_timeout
+        .as_ref()
+        .or(file.database_acquire_timeout.as_ref())
+    {
+        config.store.acquire_timeout = parse_duration("database acquire timeout", text)?;
+    }
+    if let Some(text) = serve
+        .session_touch_granularity
+        .as_ref()
+        .or(file.session_touch_granularity.as_ref())
+    {
+        config.policy.session_touch_granularity =
+            parse_duration("session touch granularity", text)?;
     }
     config.trusted_proxies = if serve.trusted_proxies.is_empty() {
         file.trusted_proxies.clone().unwrap_or_default()

@@ -4,11 +4,13 @@
 //! `now` passed in) → [`store`] (one trait, one module per database) and [`crypto`] (argon2id,
 //! tokens, digests). [`Server`] wires them to a listener.
 
+pub mod clock;
 pub mod crypto;
 pub mod domain;
 pub mod http;
 mod server;
 pub mod store;
+pub mod testing;
 pub mod time;
 
 pub use server::{Server, ServerConfig, StartError, open_admin, shutdown_signal};

@@ -5,20 +5,23 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::clock::Clock;
 use crate::crypto::{Argon2Settings, CryptoError, PasswordHasher};
 use crate::domain::{Admin, Policy, SessionService};
 use crate::http::{AppState, DEFAULT_BODY_LIMIT, router};
-use crate::store::{self, Store, StoreError};
-use crate::time::Timestamp;
+use crate::store::{self, Store, StoreError, StoreSettings};
 
 /// How often sessions idle past the timeout are deleted (expiry never waits for this).
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the offset to the database's clock is measured again.
+const CLOCK_SYNC_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Everything `serve` needs, already merged from flags, environment and file.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub database: String,
+    pub store: StoreSettings,
     pub policy: Policy,
     pub argon2: Argon2Settings,
     /// Concurrent argon2 computations; 0 means one per CPU.
@@ -33,6 +36,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database: "sqlite://m2m-session.db".to_owned(),
+            store: StoreSettings::default(),
             policy: Policy::default(),
             argon2: Argon2Settings::default(),
             hash_workers: 0,
@@ -60,6 +64,7 @@ pub struct Server {
     listener: TcpListener,
     service: SessionService,
     store: Arc<dyn Store>,
+    clock: Clock,
     body_limit: usize,
     trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
@@ -67,7 +72,15 @@ pub struct Server {
 impl Server {
     /// Opens the store and binds the listener; nothing is served until [`Server::run`].
     pub async fn bind(config: &ServerConfig) -> Result<Self, StartError> {
-        let store = store::open(&config.database).await?;
+        let store = store::open(&config.database, &config.store).await?;
+        let clock = Clock::default();
+        let offset = clock.sync(store.as_ref()).await?;
+        if offset.abs() > 1_000 {
+            tracing::warn!(
+                offset_ms = offset,
+                "this node's clock differs from the database's"
+            );
+        }
         let hasher = PasswordHasher::new(config.argon2, config.hash_workers)?;
         let service = SessionService::new(store.clone(), hasher, config.policy.clone());
         let listener =
@@ -81,6 +94,7 @@ impl Server {
             listener,
             service,
             store,
+            clock,
             body_limit: config.body_limit,
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         };
@@ -104,9 +118,11 @@ impl Server {
     ) -> std::io::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!("listening on {addr}");
-        let purge = tokio::spawn(purge_loop(self.service.clone()));
+        let purge = tokio::spawn(purge_loop(self.service.clone(), self.clock.clone()));
+        let sync = tokio::spawn(clock_sync_loop(self.store.clone(), self.clock.clone()));
         let app = router(AppState {
             service: self.service.clone(),
+            clock: self.clock.clone(),
             body_limit: self.body_limit,
             trusted_proxies: self.trusted_proxies.clone(),
         });
@@ -117,6 +133,7 @@ impl Server {
         .with_graceful_shutdown(shutdown)
         .await;
         purge.abort();
+        sync.abort();
         self.store.close().await;
         tracing::info!("stopped");
         result
@@ -137,19 +154,34 @@ impl Server {
 
 /// An admin façade over the same store a server would use.
 pub async fn open_admin(database: &str, argon2: Argon2Settings) -> Result<Admin, StartError> {
-    let store = store::open(database).await?;
+    let settings = StoreSettings {
+        max_connections: 2,
+        ..StoreSettings::default()
+    };
+    let store = store::open(database, &settings).await?;
     let hasher = PasswordHasher::new(argon2, 1)?;
     Ok(Admin::new(store, hasher))
 }
 
-async fn purge_loop(service: SessionService) {
+async fn purge_loop(service: SessionService, clock: Clock) {
     let mut tick = tokio::time::interval(PURGE_INTERVAL);
     loop {
         tick.tick().await;
-        match service.purge_idle_sessions(Timestamp::now()).await {
+        match service.purge_idle_sessions(clock.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "idle sessions purged"),
             Err(e) => tracing::warn!(error = %e, "purging idle sessions failed"),
+        }
+    }
+}
+
+async fn clock_sync_loop(store: Arc<dyn Store>, clock: Clock) {
+    let mut tick = tokio::time::interval(CLOCK_SYNC_INTERVAL);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = clock.sync(store.as_ref()).await {
+            tracing::debug!(error = %e, "clock sync failed; keeping the last offset");
         }
     }
 }

@@ -3,4 +3,5 @@
 
 mod admin_commands;
 mod binary;
+mod multi_node;
 mod serve;

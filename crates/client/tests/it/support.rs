@@ -29,7 +29,9 @@ impl CountingServer {
     pub async fn start(policy: Policy) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("m2m.db").display());
-        let store = store::open(&url).await.unwrap();
+        let store = store::open(&url, &store::StoreSettings::default())
+            .await
+            .unwrap();
         let hasher = PasswordHasher::new(Argon2Settings::MINIMUM, 2).unwrap();
         let admin = Admin::new(store.clone(), hasher.clone());
         admin

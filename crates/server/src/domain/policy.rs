@@ -23,6 +23,19 @@ pub struct Policy {
     pub attempt_wait: Duration,
     /// Lifetime of an API token from its first issue.
     pub api_token_ttl: Duration,
+    /// A session's last use is written only when the stored one is at least this old, so an
+    /// authenticated call does not cost a durable write every time. Never more than a tenth of
+    /// the idle timeout is used (see [`Policy::touch_granularity`]).
+    pub session_touch_granularity: Duration,
+}
+
+impl Policy {
+    /// The granularity in force: a session then expires no later than the idle timeout after
+    /// its real last use, and at most this much earlier.
+    pub fn touch_granularity(&self) -> Duration {
+        self.session_touch_granularity
+            .min(self.session_idle_timeout / 10)
+    }
 }
 
 impl Default for Policy {
@@ -37,6 +50,20 @@ impl Default for Policy {
             ip_failure_window: Duration::from_secs(3600),
             attempt_wait: Duration::from_secs(5),
             api_token_ttl: Duration::from_secs(3600),
+            session_touch_granularity: Duration::from_secs(60),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn granularity_never_exceeds_a_tenth_of_the_idle_timeout() {
+        let mut p = Policy::default();
+        assert_eq!(p.touch_granularity(), Duration::from_secs(60));
+        p.session_idle_timeout = Duration::from_secs(2);
+        assert_eq!(p.touch_granularity(), Duration::from_millis(200));
     }
 }

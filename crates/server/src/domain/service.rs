@@ -33,6 +33,8 @@ pub struct AuthenticatedSession {
     pub account: Option<String>,
     pub client_id: String,
     pub digest: TokenDigest,
+    /// Last use as stored (see [`Policy::touch_granularity`]).
+    pub last_used_at: Timestamp,
 }
 
 /// A granted password verification, to be finished exactly once.
@@ -143,7 +145,10 @@ impl SessionService {
         now: Timestamp,
     ) -> Result<AuthenticatedSession, DomainError> {
         let mut session = self.live_session(client_id, token, now).await?;
-        if !self.store.touch_session(&session.digest, now).await? {
+        // Writes are coalesced: the stored last use may lag the real one by the granularity.
+        if now >= session.last_used_at.plus(self.policy.touch_granularity())
+            && !self.store.touch_session(&session.digest, now).await?
+        {
             return Err(DomainError::SessionExpired);
         }
         session.account = self
@@ -286,6 +291,7 @@ impl SessionService {
             account: None,
             client_id: session.client_id,
             digest,
+            last_used_at: session.last_used_at,
         })
     }
 

@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 
 use super::{AppError, AppState};
 use crate::crypto::SessionToken;
-use crate::time::Timestamp;
 
 /// The OAuth client behind a valid `Authorization: Bearer` API token.
 #[derive(Debug, Clone)]
@@ -36,7 +35,7 @@ impl FromRequestParts<AppState> for ApiClient {
             .ok_or(AppError::Fault(GatewayFault::invalid_credentials()))?;
         let client = state
             .service
-            .authenticate_api_token(token, Timestamp::now())
+            .authenticate_api_token(token, state.clock.now())
             .await?;
         Ok(Self(client))
     }

@@ -29,6 +29,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub service: SessionService,
+    /// "Now" for every request: this node's clock set to the database's.
+    pub clock: crate::clock::Clock,
     pub body_limit: usize,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
@@ -38,6 +40,7 @@ impl AppState {
     pub fn new(service: SessionService) -> Self {
         Self {
             service,
+            clock: crate::clock::Clock::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             trusted_proxies: std::sync::Arc::default(),
         }

@@ -14,7 +14,6 @@ use super::extract::{media_type, read_limited};
 use super::{AppError, AppState};
 use crate::domain::{ClientCredentials, RevokeOutcome};
 use crate::store::ClientRecord;
-use crate::time::Timestamp;
 
 pub async fn token(
     State(state): State<AppState>,
@@ -42,7 +41,7 @@ pub async fn token(
             &client,
             &credentials.secret,
             form.get("scope"),
-            Timestamp::now(),
+            state.clock.now(),
         )
         .await?;
     Ok(Json(TokenResponse {

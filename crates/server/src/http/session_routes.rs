@@ -11,7 +11,6 @@ use super::client_ip::ClientIp;
 use super::extract::{ApiClient, JsonObject, SessionTokenHeader};
 use super::{AppError, AppState};
 use crate::domain::{DomainError, RequestContext, USERNAME_FORBIDDEN_CHARS};
-use crate::time::Timestamp;
 
 pub async fn login(
     State(state): State<AppState>,
@@ -28,13 +27,10 @@ pub async fn login(
         ));
     }
     let ctx = RequestContext::new(client_id, ip);
-    let service = state.service.clone();
-    let token = run_to_completion(async move {
-        service
-            .login(&ctx, &username, &password, Timestamp::now())
-            .await
-    })
-    .await?;
+    let (service, now) = (state.service.clone(), state.clock.now());
+    let token =
+        run_to_completion(async move { service.login(&ctx, &username, &password, now).await })
+            .await?;
     Ok(Json(LogInResult {
         session_token: Some(token.expose().to_owned()),
     }))
@@ -48,9 +44,9 @@ pub async fn logout(
 ) -> Result<Json<LogOutRequest>, AppError> {
     let token = session.token()?;
     let ctx = RequestContext::new(client_id, ip);
-    let service = state.service.clone();
+    let (service, now) = (state.service.clone(), state.clock.now());
     let ended = token.clone();
-    run_to_completion(async move { service.logout(&ctx, &ended, Timestamp::now()).await }).await?;
+    run_to_completion(async move { service.logout(&ctx, &ended, now).await }).await?;
     Ok(Json(LogOutRequest {
         session_token: Some(token.expose().to_owned()),
     }))
@@ -66,10 +62,10 @@ pub async fn reset_password(
     let old_password = SecretString::from(body.required_str("oldPassword")?);
     let token = session.token()?;
     let ctx = RequestContext::new(client_id, ip);
-    let service = state.service.clone();
+    let (service, now) = (state.service.clone(), state.clock.now());
     let new_password = run_to_completion(async move {
         service
-            .reset_password(&ctx, &token, &old_password, Timestamp::now())
+            .reset_password(&ctx, &token, &old_password, now)
             .await
     })
     .await?;

@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::extract::{ApiClient, SessionTokenHeader};
 use super::{AppError, AppState};
-use crate::time::Timestamp;
 
 pub async fn verify(
     State(state): State<AppState>,
@@ -41,7 +40,7 @@ async fn check(
     let token = session.token()?;
     let session = state
         .service
-        .authenticate_session(&client_id, &token, Timestamp::now())
+        .authenticate_session(&client_id, &token, state.clock.now())
         .await?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&session.username) {

@@ -4,14 +4,18 @@
 //! only after that, which is what "nothing acknowledged is lost" rests on.
 
 mod error;
+mod postgres;
 mod records;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use error::{StoreError, StoreResult};
+pub use postgres::PostgresStore;
 pub use records::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
     ClientRecord, LockoutRecord, PasswordReset, SessionRecord, UserRecord,
@@ -21,14 +25,32 @@ pub use sqlite::SqliteStore;
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
 
-/// Opens the store a database URL names: `sqlite://path`, `sqlite:path` or a plain file path.
-pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Backend(
-            "PostgreSQL is not supported by this build yet; use a SQLite path".into(),
-        ));
+/// Connection pool settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// Most connections open at once (SQLite: readers; its writer is always one connection).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before the store counts as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
     }
-    Ok(Arc::new(SqliteStore::open(url).await?))
+}
+
+/// Opens the store a database URL names: `postgres://...` or `postgresql://...` for PostgreSQL;
+/// `sqlite://path`, `sqlite:path` or a plain file path for SQLite.
+pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url, settings).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::open(url, settings).await?))
+    }
 }
 
 #[async_trait]
@@ -38,6 +60,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and releases the database; the store is unusable afterwards.
     async fn close(&self) {}
+
+    /// The database's clock. Nodes sharing a database measure their offset to it, so that idle
+    /// expiry is computed against one clock however the nodes' clocks drift.
+    async fn db_now(&self) -> StoreResult<Timestamp>;
 
     // Users.
     /// Fails with [`StoreError::Conflict`] when the username is taken.

@@ -14,18 +14,18 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
+use super::rows::{self, count};
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
     ClientRecord, LockoutRecord, PasswordReset, SessionRecord, Store, StoreError, StoreResult,
-    UserRecord,
+    StoreSettings, UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-const READERS: u32 = 4;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -36,7 +36,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path`, `sqlite:path` or a
     /// plain path) and applies the embedded migrations.
-    pub async fn open(url: &str) -> StoreResult<Self> {
+    pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<Self> {
         let base = parse_url(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -45,7 +45,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(BUSY_TIMEOUT)
+            .acquire_timeout(settings.acquire_timeout.max(BUSY_TIMEOUT))
             .connect_with(base.clone())
             .await
             .map_err(map_err)?;
@@ -54,8 +54,8 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         let readers = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(BUSY_TIMEOUT)
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(base.read_only(true))
             .await
             .map_err(map_err)?;
@@ -95,86 +95,6 @@ fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn ts(row: &SqliteRow, col: &str) -> Result<Timestamp, sqlx::Error> {
-    row.try_get::<i64, _>(col).map(Timestamp)
-}
-
-fn digest_col(row: &SqliteRow, col: &str) -> Result<TokenDigest, sqlx::Error> {
-    let bytes: Vec<u8> = row.try_get(col)?;
-    TokenDigest::from_slice(&bytes).ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: col.to_owned(),
-        source: "token digest is not 32 bytes".into(),
-    })
-}
-
-fn count(n: i64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-fn user_from(row: &SqliteRow) -> Result<UserRecord, sqlx::Error> {
-    Ok(UserRecord {
-        username: row.try_get("username")?,
-        account: row.try_get("account")?,
-        password_hash: row.try_get("password_hash")?,
-        created_at: ts(row, "created_at")?,
-    })
-}
-
-fn lockout_from(row: &SqliteRow) -> Result<LockoutRecord, sqlx::Error> {
-    Ok(LockoutRecord {
-        username: row.try_get("username")?,
-        failures: count(row.try_get("failures")?),
-        locked_until: row
-            .try_get::<Option<i64>, _>("locked_until")?
-            .map(Timestamp),
-        updated_at: ts(row, "updated_at")?,
-    })
-}
-
-fn client_from(row: &SqliteRow) -> Result<ClientRecord, sqlx::Error> {
-    let scopes: String = row.try_get("scopes")?;
-    Ok(ClientRecord {
-        client_id: row.try_get("client_id")?,
-        secret_hash: row.try_get("secret_hash")?,
-        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        created_at: ts(row, "created_at")?,
-    })
-}
-
-fn audit_from(row: &SqliteRow) -> Result<AuditRecord, sqlx::Error> {
-    Ok(AuditRecord {
-        time: ts(row, "time")?,
-        event: row.try_get("event")?,
-        outcome: row.try_get("outcome")?,
-        username: row.try_get("username")?,
-        client_id: row.try_get("client_id")?,
-        ip: row.try_get("ip")?,
-        detail: row.try_get("detail")?,
-    })
-}
-
-fn api_token_from(row: &SqliteRow) -> Result<ApiTokenRecord, sqlx::Error> {
-    Ok(ApiTokenRecord {
-        token_digest: digest_col(row, "token_hash")?,
-        client_id: row.try_get("client_id")?,
-        scope: row.try_get("scope")?,
-        seed: row.try_get("seed")?,
-        issued_at: ts(row, "issued_at")?,
-        expires_at: ts(row, "expires_at")?,
-    })
-}
-
-fn session_from(row: &SqliteRow) -> Result<SessionRecord, sqlx::Error> {
-    Ok(SessionRecord {
-        token_digest: digest_col(row, "token_hash")?,
-        id: row.try_get("id")?,
-        username: row.try_get("username")?,
-        client_id: row.try_get("client_id")?,
-        created_at: ts(row, "created_at")?,
-        last_used_at: ts(row, "last_used_at")?,
-    })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -183,6 +103,11 @@ impl Store for SqliteStore {
             .await
             .map(drop)
             .map_err(map_err)
+    }
+
+    /// An embedded database's clock is this process's clock.
+    async fn db_now(&self) -> StoreResult<Timestamp> {
+        Ok(Timestamp::now())
     }
 
     /// Checkpoints the WAL into the main file and closes every connection.
@@ -214,7 +139,7 @@ impl Store for SqliteStore {
     async fn find_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         sqlx::query("SELECT * FROM users WHERE username = ?")
             .bind(username)
-            .try_map(|r: SqliteRow| user_from(&r))
+            .try_map(|r: SqliteRow| rows::user(&r))
             .fetch_optional(&self.readers)
             .await
             .map_err(map_err)
@@ -222,7 +147,7 @@ impl Store for SqliteStore {
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
         sqlx::query("SELECT * FROM users ORDER BY username")
-            .try_map(|r: SqliteRow| user_from(&r))
+            .try_map(|r: SqliteRow| rows::user(&r))
             .fetch_all(&self.readers)
             .await
             .map_err(map_err)
@@ -291,7 +216,7 @@ impl Store for SqliteStore {
     async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>> {
         sqlx::query("SELECT * FROM login_failures WHERE username = ?")
             .bind(username)
-            .try_map(|r: SqliteRow| lockout_from(&r))
+            .try_map(|r: SqliteRow| rows::lockout(&r))
             .fetch_optional(&self.readers)
             .await
             .map_err(map_err)
@@ -308,7 +233,7 @@ impl Store for SqliteStore {
 
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {
         sqlx::query("SELECT * FROM login_failures ORDER BY username")
-            .try_map(|r: SqliteRow| lockout_from(&r))
+            .try_map(|r: SqliteRow| rows::lockout(&r))
             .fetch_all(&self.readers)
             .await
             .map_err(map_err)
@@ -332,7 +257,7 @@ impl Store for SqliteStore {
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
         sqlx::query("SELECT * FROM oauth_clients WHERE client_id = ?")
             .bind(client_id)
-            .try_map(|r: SqliteRow| client_from(&r))
+            .try_map(|r: SqliteRow| rows::client(&r))
             .fetch_optional(&self.readers)
             .await
             .map_err(map_err)
@@ -340,7 +265,7 @@ impl Store for SqliteStore {
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
         sqlx::query("SELECT * FROM oauth_clients ORDER BY client_id")
-            .try_map(|r: SqliteRow| client_from(&r))
+            .try_map(|r: SqliteRow| rows::client(&r))
             .fetch_all(&self.readers)
             .await
             .map_err(map_err)
@@ -382,7 +307,7 @@ impl Store for SqliteStore {
         let live = sqlx::query("SELECT * FROM api_tokens WHERE client_id = ? AND scope = ?")
             .bind(&candidate.client_id)
             .bind(&candidate.scope)
-            .try_map(|r: SqliteRow| api_token_from(&r))
+            .try_map(|r: SqliteRow| rows::api_token(&r))
             .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -393,7 +318,7 @@ impl Store for SqliteStore {
     async fn find_api_token(&self, digest: &TokenDigest) -> StoreResult<Option<ApiTokenRecord>> {
         sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
             .bind(digest.as_bytes())
-            .try_map(|r: SqliteRow| api_token_from(&r))
+            .try_map(|r: SqliteRow| rows::api_token(&r))
             .fetch_optional(&self.readers)
             .await
             .map_err(map_err)
@@ -428,7 +353,7 @@ impl Store for SqliteStore {
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
         sqlx::query("SELECT * FROM sessions WHERE token_hash = ?")
             .bind(digest.as_bytes())
-            .try_map(|r: SqliteRow| session_from(&r))
+            .try_map(|r: SqliteRow| rows::session(&r))
             .fetch_optional(&self.readers)
             .await
             .map_err(map_err)
@@ -623,7 +548,7 @@ impl Store for SqliteStore {
              ORDER BY created_at, id",
         )
         .bind(username)
-        .try_map(|r: SqliteRow| session_from(&r))
+        .try_map(|r: SqliteRow| rows::session(&r))
         .fetch_all(&self.readers)
         .await
         .map_err(map_err)
@@ -690,7 +615,7 @@ impl Store for SqliteStore {
         )
         .bind(username)
         .bind(since.map_or(i64::MIN, |t| t.0))
-        .try_map(|r: SqliteRow| audit_from(&r))
+        .try_map(|r: SqliteRow| rows::audit(&r))
         .fetch_all(&self.readers)
         .await
         .map_err(map_err)

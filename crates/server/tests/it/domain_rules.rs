@@ -355,3 +355,77 @@ async fn admin_refuses_duplicates_and_bad_input() {
         Err(DomainError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn session_use_is_written_at_most_once_per_granularity() {
+    let (_dir, svc) = service(Policy::default()).await;
+    let token = login(&svc, T0).await;
+    let stored = |svc: &SessionService| {
+        let store = svc.store().clone();
+        let digest = token.digest();
+        async move {
+            store
+                .find_session(&digest)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_used_at
+        }
+    };
+    svc.authenticate_session(CLIENT_ID, &token, T0.plus(secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(stored(&svc).await, T0, "no write within the granularity");
+    svc.authenticate_session(CLIENT_ID, &token, T0.plus(secs(59)))
+        .await
+        .unwrap();
+    assert_eq!(stored(&svc).await, T0);
+    // Real last use T0+59s, stored T0: the session ends at most one granularity early...
+    let end = T0.plus(mins(20));
+    assert!(
+        svc.authenticate_session(CLIENT_ID, &token, end.minus(secs(1)))
+            .await
+            .is_ok()
+    );
+    // ...and that use, over a minute after the stored one, was written.
+    assert_eq!(stored(&svc).await, end.minus(secs(1)));
+}
+
+#[tokio::test]
+async fn a_session_never_outlives_the_idle_timeout_after_its_real_last_use() {
+    let (_dir, svc) = service(Policy::default()).await;
+    let token = login(&svc, T0).await;
+    svc.authenticate_session(CLIENT_ID, &token, T0.plus(secs(59)))
+        .await
+        .unwrap();
+    // Real last use T0+59s; stored T0. It is over by T0+20m, earlier than T0+59s+20m by less
+    // than the granularity, never later.
+    assert!(matches!(
+        svc.authenticate_session(CLIENT_ID, &token, T0.plus(mins(20)))
+            .await,
+        Err(DomainError::SessionExpired)
+    ));
+}
+
+#[tokio::test]
+async fn short_idle_timeouts_keep_a_fine_granularity() {
+    let policy = Policy {
+        session_idle_timeout: secs(10),
+        ..Policy::default()
+    };
+    let (_dir, svc) = service(policy).await;
+    let token = login(&svc, T0).await;
+    // Granularity is 1 s here (a tenth of 10 s): a use every 9 s keeps it alive.
+    let mut t = T0;
+    for _ in 0..5 {
+        t = t.plus(secs(9));
+        svc.authenticate_session(CLIENT_ID, &token, t)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        svc.authenticate_session(CLIENT_ID, &token, t.plus(secs(10)))
+            .await,
+        Err(DomainError::SessionExpired)
+    ));
+}

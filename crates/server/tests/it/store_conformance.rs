@@ -482,6 +482,15 @@ pub async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
 
+pub async fn the_database_clock_is_close_to_ours(store: Arc<dyn Store>) {
+    let clock = m2m_session_server::clock::Clock::default();
+    let offset = clock.sync(store.as_ref()).await.unwrap();
+    assert!(offset.abs() < 5_000, "offset {offset} ms");
+    assert_eq!(clock.offset_ms(), offset);
+    let db = store.db_now().await.unwrap();
+    assert!((clock.now().0 - db.0).abs() < 5_000);
+}
+
 macro_rules! conformance {
     ($backend:ident, $open:expr) => {
         mod $backend {
@@ -500,6 +509,7 @@ macro_rules! conformance {
                 sessions_touch_delete_and_purge,
                 reset_is_a_compare_and_swap_that_revokes_other_sessions,
                 ping_answers,
+                the_database_clock_is_close_to_ours,
             );
         }
     };
@@ -521,3 +531,4 @@ async fn open_sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
 }
 
 conformance!(sqlite, open_sqlite());
+conformance!(postgres, postgres_store());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
 use m2m_session_server::domain::{Admin, NewClient, NewUser, Policy, SessionService};
-use m2m_session_server::store::{SqliteStore, Store};
+use m2m_session_server::store::{SqliteStore, Store, StoreSettings};
 use m2m_session_server::time::Timestamp;
 use m2m_session_server::{Server, ServerConfig};
 use reqwest::{Method, Response};
@@ -47,7 +47,22 @@ pub fn hasher() -> PasswordHasher {
 }
 
 pub async fn sqlite_store(url: &str) -> Arc<dyn Store> {
-    Arc::new(SqliteStore::open(url).await.unwrap())
+    Arc::new(
+        SqliteStore::open(url, &StoreSettings::default())
+            .await
+            .unwrap(),
+    )
+}
+
+pub use m2m_session_server::testing::PgTestDatabase;
+
+/// A PostgreSQL store on a fresh database of its own, dropped with the guard.
+pub async fn postgres_store() -> (PgTestDatabase, Arc<dyn Store>) {
+    let db = PgTestDatabase::create().await;
+    let store = m2m_session_server::store::open(db.url(), &StoreSettings::default())
+        .await
+        .unwrap();
+    (db, store)
 }
 
 /// Adds the standard OAuth client and user through the admin façade.

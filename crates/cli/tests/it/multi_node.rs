@@ -1,0 +1,186 @@
+//! Two real server processes on one PostgreSQL database, behind no balancer: every rule that
+//! must hold across nodes, checked by talking to both.
+
+use std::thread;
+
+use m2m_session_server::testing::PgTestDatabase;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+use crate::binary::{Env, Served};
+
+struct Cluster {
+    env: Env,
+    a: Served,
+    b: Served,
+    http: Client,
+    _db: PgTestDatabase,
+}
+
+fn cluster() -> (Cluster, String, String) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(PgTestDatabase::create());
+    let mut env = Env::new();
+    env.database = db.url().to_owned();
+    // Both nodes start together on an empty database: the migration lock must hold.
+    let (a, b) = thread::scope(|s| {
+        let a = s.spawn(|| Served::start(&env, &[], "info"));
+        let b = s.spawn(|| Served::start(&env, &[], "info"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let secret = env.ok(&["client", "add", "app"]);
+    let password = env.ok(&["user", "add", "alice"]);
+    let cluster = Cluster {
+        env,
+        a,
+        b,
+        http: Client::new(),
+        _db: db,
+    };
+    (cluster, secret, password)
+}
+
+impl Cluster {
+    fn token(&self, node: &Served, secret: &str) -> String {
+        let r = self
+            .http
+            .post(node.url("/api/ts/v1/oauth2/token"))
+            .basic_auth("app", Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn login(&self, node: &Served, bearer: &str, password: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(node.url("/api/m2m/v1/session/login"))
+            .bearer_auth(bearer)
+            .json(&json!({"username": "alice", "password": password}))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    }
+
+    fn verify(&self, node: &Served, bearer: &str, session: &str) -> u16 {
+        self.http
+            .get(node.url("/auth/verify"))
+            .bearer_auth(bearer)
+            .header("VZ-M2M-Token", session)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn logout(&self, node: &Served, bearer: &str, session: &str) -> u16 {
+        self.http
+            .post(node.url("/api/m2m/v1/session/logout"))
+            .bearer_auth(bearer)
+            .header("VZ-M2M-Token", session)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+#[test]
+fn sessions_tokens_and_revocations_are_shared_by_every_node() {
+    let (c, secret, password) = cluster();
+    // Same client asking both nodes at once: one token.
+    let (ta, tb) = thread::scope(|s| {
+        let ta = s.spawn(|| c.token(&c.a, &secret));
+        let tb = s.spawn(|| c.token(&c.b, &secret));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_eq!(ta, tb);
+    let bearer = ta;
+
+    // A session made on A works on B; a logout acknowledged by B is refused by A at once.
+    let (status, body) = c.login(&c.a, &bearer, &password);
+    assert_eq!(status, 200);
+    let session = body["sessionToken"].as_str().unwrap().to_owned();
+    assert_eq!(c.verify(&c.b, &bearer, &session), 204);
+    assert_eq!(c.logout(&c.b, &bearer, &session), 200);
+    assert_eq!(c.verify(&c.a, &bearer, &session), 401);
+    assert_eq!(c.logout(&c.a, &bearer, &session), 400);
+
+    // An admin revocation is refused by both nodes on the very next request.
+    let (_, body) = c.login(&c.b, &bearer, &password);
+    let session = body["sessionToken"].as_str().unwrap().to_owned();
+    assert_eq!(c.verify(&c.a, &bearer, &session), 204);
+    c.env.ok(&["session", "revoke", "--user", "alice"]);
+    assert_eq!(c.verify(&c.a, &bearer, &session), 401);
+    assert_eq!(c.verify(&c.b, &bearer, &session), 401);
+}
+
+#[test]
+fn lockout_counts_across_nodes() {
+    let (c, secret, password) = cluster();
+    let bearer = c.token(&c.a, &secret);
+    // Five failures alternating between the nodes lock the user on both.
+    for i in 0..5 {
+        let node = if i % 2 == 0 { &c.a } else { &c.b };
+        let (status, body) = c.login(node, &bearer, "wrong-password");
+        assert_eq!(status, 400);
+        assert_eq!(
+            body["errorCode"],
+            "UnifiedWebService.REQUEST_FAILED.Login.InvalidCredentials"
+        );
+    }
+    for node in [&c.a, &c.b] {
+        let (_, body) = c.login(node, &bearer, &password);
+        assert_eq!(
+            body["errorCode"],
+            "UnifiedWebService.REQUEST_FAILED.Login.Locked"
+        );
+    }
+}
+
+#[test]
+fn fifty_parallel_guesses_over_two_nodes_run_at_most_five_verifications() {
+    let (c, secret, _) = cluster();
+    let bearer = c.token(&c.a, &secret);
+    let statuses: Vec<String> = thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let (c, bearer) = (&c, &bearer);
+                s.spawn(move || {
+                    let node = if i % 2 == 0 { &c.a } else { &c.b };
+                    c.login(node, bearer, "wrong-password").1["errorCode"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let invalid = statuses
+        .iter()
+        .filter(|s| s.ends_with("InvalidCredentials"))
+        .count();
+    let locked = statuses
+        .iter()
+        .filter(|s| s.ends_with("Login.Locked"))
+        .count();
+    assert_eq!(invalid + locked, 50, "{statuses:?}");
+    assert!(invalid <= 5, "{invalid} guesses were verified");
+    // Every verification of a wrong password is one invalid_credentials line in the audit log.
+    let audit: Value =
+        serde_json::from_str(&c.env.ok(&["audit", "--user", "alice", "--json"])).unwrap();
+    let verified = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["event"] == "login" && r["outcome"] == "invalid_credentials")
+        .count();
+    assert_eq!(verified, invalid);
+    assert!(verified <= 5);
+}

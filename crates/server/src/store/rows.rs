@@ -1,0 +1,123 @@
+//! Row decoding shared by the backends: one definition of each record's columns.
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+
+use super::{ApiTokenRecord, AuditRecord, ClientRecord, LockoutRecord, SessionRecord, UserRecord};
+use crate::crypto::TokenDigest;
+use crate::time::Timestamp;
+
+/// The column types the schema uses, read by name.
+pub(super) trait Columns {
+    fn text(&self, col: &str) -> Result<String, sqlx::Error>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
+    fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
+    fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error>;
+}
+
+macro_rules! columns_via_try_get {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, col: &str) -> Result<String, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn int(&self, col: &str) -> Result<i64, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error> {
+                self.try_get(col)
+            }
+        }
+    };
+}
+
+columns_via_try_get!(SqliteRow);
+columns_via_try_get!(PgRow);
+
+pub(super) fn count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn ts(row: &impl Columns, col: &str) -> Result<Timestamp, sqlx::Error> {
+    row.int(col).map(Timestamp)
+}
+
+fn digest(row: &impl Columns, col: &str) -> Result<TokenDigest, sqlx::Error> {
+    TokenDigest::from_slice(&row.bytes(col)?).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: col.to_owned(),
+        source: "token digest is not 32 bytes".into(),
+    })
+}
+
+pub(super) fn user(row: &impl Columns) -> Result<UserRecord, sqlx::Error> {
+    Ok(UserRecord {
+        username: row.text("username")?,
+        account: row.opt_text("account")?,
+        password_hash: row.text("password_hash")?,
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+pub(super) fn lockout(row: &impl Columns) -> Result<LockoutRecord, sqlx::Error> {
+    Ok(LockoutRecord {
+        username: row.text("username")?,
+        failures: count(row.int("failures")?),
+        locked_until: row.opt_int("locked_until")?.map(Timestamp),
+        updated_at: ts(row, "updated_at")?,
+    })
+}
+
+pub(super) fn client(row: &impl Columns) -> Result<ClientRecord, sqlx::Error> {
+    Ok(ClientRecord {
+        client_id: row.text("client_id")?,
+        secret_hash: row.text("secret_hash")?,
+        scopes: row
+            .text("scopes")?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        created_at: ts(row, "created_at")?,
+    })
+}
+
+pub(super) fn api_token(row: &impl Columns) -> Result<ApiTokenRecord, sqlx::Error> {
+    Ok(ApiTokenRecord {
+        token_digest: digest(row, "token_hash")?,
+        client_id: row.text("client_id")?,
+        scope: row.text("scope")?,
+        seed: row.bytes("seed")?,
+        issued_at: ts(row, "issued_at")?,
+        expires_at: ts(row, "expires_at")?,
+    })
+}
+
+pub(super) fn session(row: &impl Columns) -> Result<SessionRecord, sqlx::Error> {
+    Ok(SessionRecord {
+        token_digest: digest(row, "token_hash")?,
+        id: row.text("id")?,
+        username: row.text("username")?,
+        client_id: row.text("client_id")?,
+        created_at: ts(row, "created_at")?,
+        last_used_at: ts(row, "last_used_at")?,
+    })
+}
+
+pub(super) fn audit(row: &impl Columns) -> Result<AuditRecord, sqlx::Error> {
+    Ok(AuditRecord {
+        time: ts(row, "time")?,
+        event: row.text("event")?,
+        outcome: row.text("outcome")?,
+        username: row.opt_text("username")?,
+        client_id: row.opt_text("client_id")?,
+        ip: row.opt_text("ip")?,
+        detail: row.opt_text("detail")?,
+    })
+}
