@@ -1,0 +1,93 @@
+//! A closed-loop load generator: `concurrency` workers, each sending its next request when the
+//! previous one is answered, for a fixed time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// One request; returns whether the answer was the expected one.
+pub type Request = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct LoadResult {
+    /// Successful requests in the measured time.
+    pub requests: u64,
+    /// Every request sent, warm-up included (for per-request costs counted outside).
+    pub sent_in_all: u64,
+    pub failures: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Runs `request` from `concurrency` workers for `duration` after a `warmup`; worker `i` passes
+/// its index so requests can be spread over nodes or sessions.
+pub async fn run(
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    expected_status: u16,
+    request: Request,
+) -> LoadResult {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap_or_default();
+    let failures = Arc::new(AtomicU64::new(0));
+    let sent_in_all = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let mut workers = Vec::new();
+    for worker in 0..concurrency {
+        let (http, request, failures, sent_in_all) = (
+            http.clone(),
+            request.clone(),
+            failures.clone(),
+            sent_in_all.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < end {
+                let sent = Instant::now();
+                sent_in_all.fetch_add(1, Ordering::Relaxed);
+                let ok = match request(&http, worker).send().await {
+                    Ok(r) => {
+                        let ok = r.status().as_u16() == expected_status;
+                        let _ = r.bytes().await;
+                        ok
+                    }
+                    Err(_) => false,
+                };
+                if sent >= measure_from {
+                    if ok {
+                        latencies.push(sent.elapsed());
+                    } else {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap_or_default());
+    }
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1_000.0)
+    };
+    let seconds = duration.as_secs_f64();
+    LoadResult {
+        requests: all.len() as u64,
+        sent_in_all: sent_in_all.load(Ordering::Relaxed),
+        failures: failures.load(Ordering::Relaxed),
+        seconds,
+        per_second: all.len() as f64 / seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
+}

@@ -1,0 +1,38 @@
+//! `m2m-session-bench`: measurements that are not tests. Every figure that matters is a ratio
+//! of two rates measured in the same run, because the machine is shared and noisy.
+//!
+//! All traffic goes to servers this process starts on 127.0.0.1; every loop is bounded in time.
+
+mod load;
+mod nodes;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "m2m-session-bench",
+    about = "m2m-session benchmarks (loopback only, bounded)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Authenticated calls/s on one node vs two nodes sharing one PostgreSQL, and database
+    /// writes per 1,000 authenticated calls (needs M2M_TEST_POSTGRES_URL or the local server)
+    Nodes(nodes::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Nodes(args) => nodes::run(args).await,
+        }
+    })
+}
