@@ -21,6 +21,7 @@ pub enum ErrorCode {
     IdempotencyKeyExpired,
     IdempotencyKeyMismatch,
     IdempotencyKeyInProgress,
+    IdempotencyKeyInvalid,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -30,7 +31,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::SessionTokenExpired,
         Self::SessionTokenFormat,
         Self::SessionTokenInvalid,
@@ -45,6 +46,7 @@ impl ErrorCode {
         Self::IdempotencyKeyExpired,
         Self::IdempotencyKeyMismatch,
         Self::IdempotencyKeyInProgress,
+        Self::IdempotencyKeyInvalid,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::PayloadTooLarge,
@@ -77,6 +79,7 @@ impl ErrorCode {
             Self::IdempotencyKeyInProgress => {
                 "UnifiedWebService.REQUEST_FAILED.IdempotencyKey.InProgress"
             }
+            Self::IdempotencyKeyInvalid => "UnifiedWebService.INPUT_INVALID.IdempotencyKey.Invalid",
             Self::NotFound => "UnifiedWebService.REQUEST_FAILED.NotFound",
             Self::MethodNotAllowed => "UnifiedWebService.REQUEST_FAILED.MethodNotAllowed",
             Self::PayloadTooLarge => "UnifiedWebService.INPUT_INVALID.PayloadTooLarge",

@@ -5,4 +5,5 @@
 mod against_server;
 mod examples;
 mod faults;
+mod lost_answer;
 mod support;

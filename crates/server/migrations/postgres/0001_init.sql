@@ -72,3 +72,17 @@ CREATE TABLE audit_log (
 
 CREATE INDEX audit_log_by_time ON audit_log (time);
 CREATE INDEX audit_log_by_username ON audit_log (username, time);
+
+-- Idempotent resets: written in the reset's own transaction, so a failed reset records nothing.
+-- The answer is sealed under a key only the requesting client can derive, and erased when the
+-- replay window ends; the row itself is kept a day to answer late repeats.
+CREATE TABLE idempotency_records (
+    username    TEXT NOT NULL,
+    idem_key    TEXT NOT NULL,
+    fingerprint BYTEA NOT NULL,
+    answer      BYTEA,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (username, idem_key)
+);
+
+CREATE INDEX idempotency_records_by_created ON idempotency_records (created_at);

@@ -21,6 +21,18 @@ pub enum DomainError {
     SessionExpired,
     #[error("old password does not match")]
     OldPasswordMismatch,
+    /// A reset with this idempotency key is still running.
+    #[error("a request with this idempotency key is in progress")]
+    IdempotencyInProgress,
+    /// The idempotency key was used with another session or body.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyMismatch,
+    /// Not 1-255 printable ASCII characters.
+    #[error("invalid idempotency key")]
+    IdempotencyKeyInvalid,
+    /// The idempotency key's stored answer is gone (replay window passed).
+    #[error("idempotency key expired")]
+    IdempotencyExpired,
     /// Bearer token unknown, revoked or expired.
     #[error("invalid API token")]
     InvalidApiToken,

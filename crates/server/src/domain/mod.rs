@@ -6,6 +6,7 @@
 mod admin;
 mod audit;
 mod error;
+mod idempotency;
 mod oauth;
 mod password_policy;
 mod policy;

@@ -27,6 +27,10 @@ pub struct Policy {
     /// authenticated call does not cost a durable write every time. Never more than a tenth of
     /// the idle timeout is used (see [`Policy::touch_granularity`]).
     pub session_touch_granularity: Duration,
+    /// How long a repeated idempotent reset gets the stored answer back.
+    pub idempotency_replay_window: Duration,
+    /// How long an idempotency key is remembered (later repeats: `IdempotencyKey.Expired`).
+    pub idempotency_record_ttl: Duration,
 }
 
 impl Policy {
@@ -51,6 +55,8 @@ impl Default for Policy {
             attempt_wait: Duration::from_secs(5),
             api_token_ttl: Duration::from_secs(3600),
             session_touch_granularity: Duration::from_secs(60),
+            idempotency_replay_window: Duration::from_secs(10 * 60),
+            idempotency_record_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }

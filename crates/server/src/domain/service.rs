@@ -3,12 +3,17 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use secrecy::ExposeSecret;
+
 use super::audit::{self, AuditEvent, AuditOutcome, Entry, RequestContext};
+use super::idempotency::{InFlight, validate_key};
 use super::{DomainError, Policy};
-use crate::crypto::{PasswordHasher, SessionToken, TokenDigest, generate_password};
+use crate::crypto::{
+    IdempotencySeal, PasswordHasher, SessionToken, TokenDigest, generate_password,
+};
 use crate::store::{
-    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, PasswordReset, SessionRecord,
-    Store, UserRecord,
+    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, IdempotencyRecord,
+    PasswordReset, SessionRecord, Store, StoreError, UserRecord,
 };
 use crate::time::Timestamp;
 
@@ -23,6 +28,7 @@ pub struct SessionService {
     pub(super) store: Arc<dyn Store>,
     pub(super) hasher: PasswordHasher,
     pub(super) policy: Policy,
+    in_flight: InFlight,
 }
 
 /// A live session, after its token was checked against the presenting OAuth client.
@@ -49,6 +55,7 @@ impl SessionService {
             store,
             hasher,
             policy,
+            in_flight: InFlight::default(),
         }
     }
 
@@ -192,12 +199,16 @@ impl SessionService {
     /// Replaces the session user's password with a generated one, returned once.
     ///
     /// A wrong `old_password` counts as a failed login. On success every other session of the
-    /// user is revoked in the same transaction; the presenting session stays valid.
+    /// user is revoked in the same transaction; the presenting session stays valid. With an
+    /// idempotency key, a repeat of the same request gets the same new password back for
+    /// [`Policy::idempotency_replay_window`], so a retry after a lost answer cannot lock the
+    /// user out of an account whose password they never saw.
     pub async fn reset_password(
         &self,
         ctx: &RequestContext,
         token: &SessionToken,
         old_password: &SecretString,
+        idempotency_key: Option<&str>,
         now: Timestamp,
     ) -> Result<SecretString, DomainError> {
         let session = match self.live_session(&ctx.client_id, token, now).await {
@@ -208,7 +219,17 @@ impl SessionService {
                 return Err(e);
             }
         };
-        let result = self.reset_unaudited(ctx, &session, old_password, now).await;
+        let (result, detail) = match idempotency_key {
+            None => (
+                self.reset_unaudited(ctx, &session, old_password, None, now)
+                    .await,
+                None,
+            ),
+            Some(key) => {
+                self.reset_idempotent(ctx, &session, token, old_password, key, now)
+                    .await
+            }
+        };
         let outcome = AuditOutcome::of(&result);
         self.audit(
             now,
@@ -216,10 +237,102 @@ impl SessionService {
             outcome,
             Some(&session.username),
             ctx,
-            None,
+            detail,
         )
         .await;
         result
+    }
+
+    async fn reset_idempotent(
+        &self,
+        ctx: &RequestContext,
+        session: &AuthenticatedSession,
+        token: &SessionToken,
+        old_password: &SecretString,
+        key: &str,
+        now: Timestamp,
+    ) -> (Result<SecretString, DomainError>, Option<String>) {
+        if let Err(e) = validate_key(key) {
+            return (Err(e), None);
+        }
+        let Some(_claim) = self.in_flight.claim(&session.username, key) else {
+            return (Err(DomainError::IdempotencyInProgress), None);
+        };
+        let seal = IdempotencySeal::new(token, &session.username, key);
+        let fingerprint = seal.fingerprint(old_password.expose_secret().as_bytes());
+        let replayed = |r: Result<Option<SecretString>, DomainError>| match r {
+            Ok(Some(answer)) => Some((Ok(answer), Some("replayed for a repeated key".into()))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        };
+        if let Some(done) = replayed(
+            self.replay(&seal, &fingerprint, &session.username, key, now)
+                .await,
+        ) {
+            return done;
+        }
+        let record = IdempotencyRecord {
+            username: session.username.clone(),
+            key: key.to_owned(),
+            fingerprint: fingerprint.clone(),
+            answer: None,
+            created_at: now,
+        };
+        match self
+            .reset_unaudited(ctx, session, old_password, Some((&seal, record)), now)
+            .await
+        {
+            // Another node recorded this key first: its answer is the answer.
+            Err(DomainError::Store(StoreError::Conflict)) => {
+                let again = self
+                    .replay(&seal, &fingerprint, &session.username, key, now)
+                    .await;
+                replayed(again).unwrap_or((Err(DomainError::IdempotencyInProgress), None))
+            }
+            other => (other, None),
+        }
+    }
+
+    /// The stored answer for a repeated key, `None` if the key is new (or forgotten).
+    async fn replay(
+        &self,
+        seal: &IdempotencySeal,
+        fingerprint: &[u8],
+        username: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<SecretString>, DomainError> {
+        let Some(record) = self.store.find_idempotency(username, key).await? else {
+            return Ok(None);
+        };
+        // Strictly after, as the purge below deletes only strictly older records.
+        if now > record.created_at.plus(self.policy.idempotency_record_ttl) {
+            // Forgotten: clear it (and any other stale record) so the key can be used afresh.
+            self.store
+                .purge_idempotency(
+                    now.minus(self.policy.idempotency_replay_window),
+                    now.minus(self.policy.idempotency_record_ttl),
+                )
+                .await?;
+            return Ok(None);
+        }
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            record.fingerprint.as_slice(),
+            fingerprint,
+        )) {
+            return Err(DomainError::IdempotencyMismatch);
+        }
+        let in_window = now
+            < record
+                .created_at
+                .plus(self.policy.idempotency_replay_window);
+        match record.answer.filter(|_| in_window) {
+            Some(sealed) => seal
+                .open(&sealed)
+                .map(Some)
+                .ok_or(DomainError::IdempotencyMismatch),
+            None => Err(DomainError::IdempotencyExpired),
+        }
     }
 
     async fn reset_unaudited(
@@ -227,6 +340,7 @@ impl SessionService {
         ctx: &RequestContext,
         session: &AuthenticatedSession,
         old_password: &SecretString,
+        idempotency: Option<(&IdempotencySeal, IdempotencyRecord)>,
         now: Timestamp,
     ) -> Result<SecretString, DomainError> {
         let attempt = self.reserve_attempt(&session.username, now).await?;
@@ -249,22 +363,39 @@ impl SessionService {
             new_hash,
             keep_session: session.digest,
             attempt_id: attempt.id.clone(),
+            idempotency: idempotency.map(|(seal, mut record)| {
+                record.answer = Some(seal.seal(&new_password));
+                record
+            }),
             now,
         };
         // The reservation ends inside the reset's transaction: once it commits, nothing can
         // fail this request, so the new password is never lost to a later error.
-        if !self.store.reset_password(&reset).await? {
+        let applied = self.store.reset_password(&reset).await;
+        if !matches!(applied, Ok(true)) {
             self.finish_attempt(&attempt, AttemptOutcome::Abandoned, now)
                 .await?;
-            return Err(DomainError::OldPasswordMismatch);
         }
-        Ok(new_password)
+        match applied {
+            Ok(true) => Ok(new_password),
+            Ok(false) => Err(DomainError::OldPasswordMismatch),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Deletes sessions idle past the timeout; expiry does not depend on it, only table size.
-    pub async fn purge_idle_sessions(&self, now: Timestamp) -> Result<u64, DomainError> {
+    /// Deletes sessions idle past the timeout (expiry does not depend on it, only table size)
+    /// and erases idempotent answers past their window.
+    pub async fn purge(&self, now: Timestamp) -> Result<u64, DomainError> {
         let cutoff = now.minus(self.policy.session_idle_timeout);
-        Ok(self.store.purge_sessions_idle_since(cutoff).await?)
+        let sessions = self.store.purge_sessions_idle_since(cutoff).await?;
+        let idempotency = self
+            .store
+            .purge_idempotency(
+                now.minus(self.policy.idempotency_replay_window),
+                now.minus(self.policy.idempotency_record_ttl),
+            )
+            .await?;
+        Ok(sessions + idempotency)
     }
 
     async fn live_session(

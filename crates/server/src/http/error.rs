@@ -125,6 +125,25 @@ impl From<DomainError> for AppError {
                 ),
             },
             DomainError::Busy => Self::unavailable(),
+            DomainError::IdempotencyInProgress => Self::api(
+                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyKeyInProgress,
+                "A request with this Idempotency-Key is still in progress.",
+            ),
+            DomainError::IdempotencyExpired => Self::api(
+                StatusCode::CONFLICT,
+                ErrorCode::IdempotencyKeyExpired,
+                "The answer for this Idempotency-Key is no longer available.",
+            ),
+            DomainError::IdempotencyMismatch => Self::api(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::IdempotencyKeyMismatch,
+                "This Idempotency-Key was used with a different request.",
+            ),
+            DomainError::IdempotencyKeyInvalid => Self::bad_request(
+                ErrorCode::IdempotencyKeyInvalid,
+                "The Idempotency-Key must be 1 to 255 printable ASCII characters.",
+            ),
             DomainError::Store(StoreError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "store unavailable");
                 Self::unavailable()

@@ -4,7 +4,10 @@ use std::future::Future;
 
 use axum::Json;
 use axum::extract::State;
-use m2m_session_model::{ErrorCode, LogInResult, LogOutRequest, SessionResetPasswordResult};
+use axum::http::HeaderMap;
+use m2m_session_model::{
+    ErrorCode, IDEMPOTENCY_KEY_HEADER, LogInResult, LogOutRequest, SessionResetPasswordResult,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::client_ip::ClientIp;
@@ -57,15 +60,25 @@ pub async fn reset_password(
     ApiClient(client_id): ApiClient,
     ClientIp(ip): ClientIp,
     session: SessionTokenHeader,
+    headers: HeaderMap,
     body: JsonObject,
 ) -> Result<Json<SessionResetPasswordResult>, AppError> {
     let old_password = SecretString::from(body.required_str("oldPassword")?);
     let token = session.token()?;
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| AppError::from(DomainError::IdempotencyKeyInvalid))?
+                .to_owned(),
+        ),
+    };
     let ctx = RequestContext::new(client_id, ip);
     let (service, now) = (state.service.clone(), state.clock.now());
     let new_password = run_to_completion(async move {
         service
-            .reset_password(&ctx, &token, &old_password, now)
+            .reset_password(&ctx, &token, &old_password, idempotency_key.as_deref(), now)
             .await
     })
     .await?;

@@ -18,7 +18,7 @@ pub use error::{StoreError, StoreResult};
 pub use postgres::PostgresStore;
 pub use records::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, LockoutRecord, PasswordReset, SessionRecord, UserRecord,
+    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, UserRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -144,6 +144,20 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session_by_id(&self, id: &str) -> StoreResult<bool>;
     /// Deletes a user's oldest sessions beyond the newest `keep`; returns how many.
     async fn trim_user_sessions(&self, username: &str, keep: u32) -> StoreResult<u64>;
+
+    // Idempotent resets.
+    async fn find_idempotency(
+        &self,
+        username: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Erases sealed answers created before `answers_before` and whole records created before
+    /// `records_before`; returns how many rows changed.
+    async fn purge_idempotency(
+        &self,
+        answers_before: Timestamp,
+        records_before: Timestamp,
+    ) -> StoreResult<u64>;
 
     // Audit log.
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;

@@ -14,8 +14,8 @@ use sqlx::{Postgres, Transaction};
 use super::rows::{self, count};
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, LockoutRecord, PasswordReset, SessionRecord, Store, StoreError, StoreResult,
-    StoreSettings, UserRecord,
+    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, Store,
+    StoreError, StoreResult, StoreSettings, UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
@@ -197,6 +197,21 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        if let Some(record) = &reset.idempotency {
+            sqlx::query(
+                "INSERT INTO idempotency_records
+                   (username, idem_key, fingerprint, answer, created_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&record.username)
+            .bind(&record.key)
+            .bind(&record.fingerprint)
+            .bind(&record.answer)
+            .bind(record.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(true)
     }
@@ -577,6 +592,43 @@ impl Store for PostgresStore {
         .await
         .map(|r| r.rows_affected())
         .map_err(map_err)
+    }
+
+    async fn find_idempotency(
+        &self,
+        username: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        sqlx::query("SELECT * FROM idempotency_records WHERE username = $1 AND idem_key = $2")
+            .bind(username)
+            .bind(key)
+            .try_map(|r: PgRow| rows::idempotency(&r))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn purge_idempotency(
+        &self,
+        answers_before: Timestamp,
+        records_before: Timestamp,
+    ) -> StoreResult<u64> {
+        let erased = sqlx::query(
+            "UPDATE idempotency_records SET answer = NULL
+             WHERE answer IS NOT NULL AND created_at < $1",
+        )
+        .bind(answers_before.0)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        let deleted = sqlx::query("DELETE FROM idempotency_records WHERE created_at < $1")
+            .bind(records_before.0)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(erased + deleted)
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

@@ -83,7 +83,32 @@ pub struct PasswordReset {
     pub keep_session: TokenDigest,
     /// The verification reservation this reset ends, in the same transaction.
     pub attempt_id: String,
+    /// Recorded in the same transaction when the request carried an `Idempotency-Key`; a
+    /// record already there for (user, key) fails the whole reset with `Conflict`.
+    pub idempotency: Option<IdempotencyRecord>,
     pub now: Timestamp,
+}
+
+/// What an idempotent reset leaves behind for its repeats.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub username: String,
+    pub key: String,
+    /// Keyed hash of the request (see `crypto::IdempotencySeal`).
+    pub fingerprint: Vec<u8>,
+    /// The sealed answer; `None` once the replay window has passed.
+    pub answer: Option<Vec<u8>>,
+    pub created_at: Timestamp,
+}
+
+impl fmt::Debug for IdempotencyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyRecord")
+            .field("username", &self.username)
+            .field("key", &self.key)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for PasswordReset {

@@ -4,7 +4,10 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use super::{ApiTokenRecord, AuditRecord, ClientRecord, LockoutRecord, SessionRecord, UserRecord};
+use super::{
+    ApiTokenRecord, AuditRecord, ClientRecord, IdempotencyRecord, LockoutRecord, SessionRecord,
+    UserRecord,
+};
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
 
@@ -15,6 +18,7 @@ pub(super) trait Columns {
     fn int(&self, col: &str) -> Result<i64, sqlx::Error>;
     fn opt_int(&self, col: &str) -> Result<Option<i64>, sqlx::Error>;
     fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error>;
+    fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
 }
 
 macro_rules! columns_via_try_get {
@@ -33,6 +37,9 @@ macro_rules! columns_via_try_get {
                 self.try_get(col)
             }
             fn bytes(&self, col: &str) -> Result<Vec<u8>, sqlx::Error> {
+                self.try_get(col)
+            }
+            fn opt_bytes(&self, col: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
                 self.try_get(col)
             }
         }
@@ -119,5 +126,15 @@ pub(super) fn audit(row: &impl Columns) -> Result<AuditRecord, sqlx::Error> {
         client_id: row.opt_text("client_id")?,
         ip: row.opt_text("ip")?,
         detail: row.opt_text("detail")?,
+    })
+}
+
+pub(super) fn idempotency(row: &impl Columns) -> Result<IdempotencyRecord, sqlx::Error> {
+    Ok(IdempotencyRecord {
+        username: row.text("username")?,
+        key: row.text("idem_key")?,
+        fingerprint: row.bytes("fingerprint")?,
+        answer: row.opt_bytes("answer")?,
+        created_at: ts(row, "created_at")?,
     })
 }

@@ -19,8 +19,8 @@ use sqlx::{Sqlite, Transaction};
 use super::rows::{self, count};
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, LockoutRecord, PasswordReset, SessionRecord, Store, StoreError, StoreResult,
-    StoreSettings, UserRecord,
+    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, Store,
+    StoreError, StoreResult, StoreSettings, UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
@@ -209,6 +209,21 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        if let Some(record) = &reset.idempotency {
+            sqlx::query(
+                "INSERT INTO idempotency_records
+                   (username, idem_key, fingerprint, answer, created_at)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&record.username)
+            .bind(&record.key)
+            .bind(&record.fingerprint)
+            .bind(&record.answer)
+            .bind(record.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(true)
     }
@@ -584,6 +599,43 @@ impl Store for SqliteStore {
         .await
         .map(|r| r.rows_affected())
         .map_err(map_err)
+    }
+
+    async fn find_idempotency(
+        &self,
+        username: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        sqlx::query("SELECT * FROM idempotency_records WHERE username = ? AND idem_key = ?")
+            .bind(username)
+            .bind(key)
+            .try_map(|r: SqliteRow| rows::idempotency(&r))
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn purge_idempotency(
+        &self,
+        answers_before: Timestamp,
+        records_before: Timestamp,
+    ) -> StoreResult<u64> {
+        let erased = sqlx::query(
+            "UPDATE idempotency_records SET answer = NULL
+             WHERE answer IS NOT NULL AND created_at < ?",
+        )
+        .bind(answers_before.0)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        let deleted = sqlx::query("DELETE FROM idempotency_records WHERE created_at < ?")
+            .bind(records_before.0)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(erased + deleted)
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {

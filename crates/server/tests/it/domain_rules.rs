@@ -245,7 +245,7 @@ async fn reset_revokes_other_sessions_only_and_replaces_the_password() {
     let current = login(&svc, T0).await;
     let other = login(&svc, T0).await;
     let new_password = svc
-        .reset_password(&ctx(), &current, &secret(PASSWORD), T0.plus(secs(1)))
+        .reset_password(&ctx(), &current, &secret(PASSWORD), None, T0.plus(secs(1)))
         .await
         .unwrap();
     let at = T0.plus(secs(2));
@@ -271,14 +271,14 @@ async fn reset_with_a_wrong_old_password_counts_as_a_failure() {
     let token = login(&svc, T0).await;
     for _ in 0..5 {
         let err = svc
-            .reset_password(&ctx(), &token, &secret("not it at all"), T0)
+            .reset_password(&ctx(), &token, &secret("not it at all"), None, T0)
             .await
             .unwrap_err();
         assert!(matches!(err, DomainError::OldPasswordMismatch), "{err:?}");
     }
     // Locked now: neither reset nor login goes through, even with the right password.
     assert!(matches!(
-        svc.reset_password(&ctx(), &token, &secret(PASSWORD), T0)
+        svc.reset_password(&ctx(), &token, &secret(PASSWORD), None, T0)
             .await,
         Err(DomainError::Locked { .. })
     ));
@@ -308,7 +308,7 @@ async fn purge_deletes_only_idle_sessions() {
     let (_dir, svc) = service(Policy::default()).await;
     let old = login(&svc, T0).await;
     let fresh = login(&svc, T0.plus(mins(15))).await;
-    let purged = svc.purge_idle_sessions(T0.plus(mins(21))).await.unwrap();
+    let purged = svc.purge(T0.plus(mins(21))).await.unwrap();
     assert_eq!(purged, 1);
     assert!(
         svc.store()

@@ -3,6 +3,7 @@
 
 mod domain_rules;
 mod http_contract;
+mod idempotency;
 mod oauth;
 mod persistence;
 mod security;

@@ -57,7 +57,17 @@ async fn no_token_or_password_is_stored_in_the_database_file() {
     let bearer = f.api_token().await;
     let token = f.session(&bearer).await;
     let other = f.session(&bearer).await;
-    let r = f.reset(&bearer, &token, PASSWORD).await;
+    // With an Idempotency-Key, so the sealed answer is in the database too.
+    let r = f
+        .http
+        .put(f.url("/api/m2m/v1/session/password/actions/reset"))
+        .bearer_auth(&bearer)
+        .header("VZ-M2M-Token", &token)
+        .header("Idempotency-Key", "persistence-key")
+        .json(&serde_json::json!({"oldPassword": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
     let new_password = json(r).await["newPassword"].as_str().unwrap().to_owned();
     f.login(&bearer, USERNAME, "a-wrong-password-attempt").await;
     let db_dir = f.dir.path().to_owned();

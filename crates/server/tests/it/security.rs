@@ -1,7 +1,7 @@
 //! Abuse resistance: parallel guessing, throttling, proxies, timing, rehash, session limits.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
 use m2m_session_server::domain::{
@@ -206,12 +206,6 @@ async fn weaker_hashes_are_rehashed_on_the_next_successful_login() {
         .unwrap();
 }
 
-/// Median of `samples` timings of `f`.
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_users_and_wrong_passwords_take_the_same_time() {
     // Production hash cost, so the comparison is about what an attacker would measure.
@@ -237,39 +231,47 @@ async fn unknown_users_and_wrong_passwords_take_the_same_time() {
         .await
         .unwrap();
     let svc = SessionService::new(store, hasher, policy);
-    let mut unknown = Vec::new();
-    let mut wrong = Vec::new();
-    // Warm-up, then interleaved so drift on a noisy machine hits both alike.
-    for i in 0..45 {
+    let time = async |username: &str| {
         let t = Instant::now();
         let _ = svc
             .login(
                 &ctx(),
-                "no-such-user",
+                username,
                 &secret("wrong password"),
                 Timestamp::now(),
             )
             .await;
-        let u = t.elapsed();
-        let t = Instant::now();
-        let _ = svc
-            .login(
-                &ctx(),
-                "timed-user",
-                &secret("wrong password"),
-                Timestamp::now(),
-            )
-            .await;
-        let w = t.elapsed();
-        if i >= 5 {
-            unknown.push(u);
-            wrong.push(w);
+        t.elapsed().as_secs_f64()
+    };
+    // Interleaved pairs, and the median of the per-pair ratios: noise from elsewhere on a
+    // shared 2-core machine hits both halves of a pair alike and cancels. A real difference
+    // (as with a dummy hash of other parameters: 13x) shows in every round; noise is given
+    // three rounds to clear.
+    let mut ratios_seen = Vec::new();
+    for _round in 0..3 {
+        let mut ratios = Vec::new();
+        for i in 0..45 {
+            // Alternating which goes first cancels any cost of going first or second.
+            let (u, w) = if i % 2 == 0 {
+                let u = time("no-such-user").await;
+                (u, time("timed-user").await)
+            } else {
+                let w = time("timed-user").await;
+                (time("no-such-user").await, w)
+            };
+            if i >= 5 {
+                ratios.push(u / w);
+            }
+        }
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        println!("median of unknown/wrong ratios: {median:.3}");
+        ratios_seen.push(median);
+        if (0.8..=1.2).contains(&median) {
+            return;
         }
     }
-    let (u, w) = (median(unknown), median(wrong));
-    let ratio = u.as_secs_f64() / w.as_secs_f64();
-    println!("median unknown user {u:?}, wrong password {w:?}, ratio {ratio:.3}");
-    assert!((0.8..=1.2).contains(&ratio), "unknown {u:?} vs wrong {w:?}");
+    panic!("unknown-user and wrong-password logins differ in time: ratios {ratios_seen:?}");
 }
 
 #[tokio::test]

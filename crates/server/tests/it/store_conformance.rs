@@ -400,6 +400,7 @@ pub async fn reset_is_a_compare_and_swap_that_revokes_other_sessions(store: Arc<
         new_hash: "new-hash".into(),
         keep_session: keep.token_digest,
         attempt_id: "r2".into(),
+        idempotency: None,
         now: T0.plus(mins(3)),
     };
     assert!(store.reset_password(&reset).await.unwrap());
