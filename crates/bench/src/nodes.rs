@@ -51,6 +51,7 @@ async fn start_nodes(url: &str, n: usize, granularity: Duration) -> anyhow::Resu
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database: url.to_owned(),
             argon2: Argon2Settings::MINIMUM,
+            shutdown_delay: Duration::ZERO,
             ..ServerConfig::default()
         };
         config.policy.session_touch_granularity = granularity;

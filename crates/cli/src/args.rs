@@ -45,7 +45,7 @@ pub struct Argon2Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the session server
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage users
     #[command(subcommand)]
     User(UserCommand),
@@ -94,6 +94,15 @@ pub struct ServeArgs {
     /// A session's last use is written at most this often, capped at idle timeout / 10 [default: 60s]
     #[arg(long, env = "M2M_SESSION_TOUCH_GRANULARITY", value_name = "DURATION")]
     pub session_touch_granularity: Option<String>,
+    /// Password hashes that may wait for a worker; beyond it logins get 503 [default: 16 per CPU]
+    #[arg(long, env = "M2M_ARGON2_QUEUE", value_name = "N")]
+    pub argon2_queue: Option<usize>,
+    /// After SIGTERM, how long /readyz answers 503 while requests are still served [default: 2s]
+    #[arg(long, env = "M2M_SHUTDOWN_DELAY", value_name = "DURATION")]
+    pub shutdown_delay: Option<String>,
+    /// After that, how long in-flight requests may take before the server stops anyway [default: 20s]
+    #[arg(long, env = "M2M_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
     /// Proxy whose X-Forwarded-For is believed (repeatable), e.g. 10.0.0.0/8 or 127.0.0.1/32
     #[arg(
         long = "trusted-proxy",

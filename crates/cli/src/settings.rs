@@ -28,6 +28,9 @@ pub struct FileConfig {
     pub database_max_connections: Option<u32>,
     pub database_acquire_timeout: Option<String>,
     pub session_touch_granularity: Option<String>,
+    pub argon2_queue: Option<usize>,
+    pub shutdown_delay: Option<String>,
+    pub shutdown_timeout: Option<String>,
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
@@ -152,6 +155,24 @@ pub fn server_config(
     {
         config.policy.session_touch_granularity =
             parse_duration("session touch granularity", text)?;
+    }
+    if let Some(n) = serve.argon2_queue.or(file.argon2_queue) {
+        config.hash_queue = n;
+    }
+    if let Some(text) = serve
+        .shutdown_delay
+        .as_ref()
+        .or(file.shutdown_delay.as_ref())
+    {
+        config.shutdown_delay = humantime::parse_duration(text.trim())
+            .with_context(|| format!("invalid shutdown delay {text:?}"))?;
+    }
+    if let Some(text) = serve
+        .shutdown_timeout
+        .as_ref()
+        .or(file.shutdown_timeout.as_ref())
+    {
+        config.shutdown_timeout = parse_duration("shutdown timeout", text)?;
     }
     config.trusted_proxies = if serve.trusted_proxies.is_empty() {
         file.trusted_proxies.clone().unwrap_or_default()

@@ -26,9 +26,16 @@ pub struct ServerConfig {
     pub argon2: Argon2Settings,
     /// Concurrent argon2 computations; 0 means one per CPU.
     pub hash_workers: usize,
+    /// Hashes that may wait for a worker before logins are shed with 503; 0 = 16 per worker.
+    pub hash_queue: usize,
     pub body_limit: usize,
     /// Proxies whose `X-Forwarded-For` names the client IP.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// After the shutdown signal, how long `/readyz` answers 503 (so load balancers stop
+    /// sending) while requests are still served.
+    pub shutdown_delay: Duration,
+    /// Then, how long in-flight requests may take before the server stops anyway.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -40,8 +47,11 @@ impl Default for ServerConfig {
             policy: Policy::default(),
             argon2: Argon2Settings::default(),
             hash_workers: 0,
+            hash_queue: 0,
             body_limit: DEFAULT_BODY_LIMIT,
             trusted_proxies: Vec::new(),
+            shutdown_delay: Duration::from_secs(2),
+            shutdown_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -67,6 +77,8 @@ pub struct Server {
     clock: Clock,
     body_limit: usize,
     trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    shutdown_delay: Duration,
+    shutdown_timeout: Duration,
 }
 
 impl Server {
@@ -81,7 +93,8 @@ impl Server {
                 "this node's clock differs from the database's"
             );
         }
-        let hasher = PasswordHasher::new(config.argon2, config.hash_workers)?;
+        let hasher =
+            PasswordHasher::with_queue(config.argon2, config.hash_workers, config.hash_queue)?;
         let service = SessionService::new(store.clone(), hasher, config.policy.clone());
         let listener =
             TcpListener::bind(config.listen)
@@ -97,6 +110,8 @@ impl Server {
             clock,
             body_limit: config.body_limit,
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            shutdown_delay: config.shutdown_delay,
+            shutdown_timeout: config.shutdown_timeout,
         };
         server.hint_when_empty().await?;
         Ok(server)
@@ -111,7 +126,10 @@ impl Server {
         &self.service
     }
 
-    /// Serves until `shutdown` completes, lets in-flight requests finish, then closes the store.
+    /// Serves until `shutdown` completes, then drains: `/readyz` answers 503 at once, the
+    /// listener keeps serving for the shutdown delay (load balancers notice and stop sending),
+    /// then stops accepting; in-flight requests get the shutdown timeout to finish; last, the
+    /// store is closed (for SQLite, the WAL is checkpointed).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -120,18 +138,43 @@ impl Server {
         tracing::info!("listening on {addr}");
         let purge = tokio::spawn(purge_loop(self.service.clone(), self.clock.clone()));
         let sync = tokio::spawn(clock_sync_loop(self.store.clone(), self.clock.clone()));
+        let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let app = router(AppState {
             service: self.service.clone(),
             clock: self.clock.clone(),
             body_limit: self.body_limit,
             trusted_proxies: self.trusted_proxies.clone(),
+            draining: draining.clone(),
         });
-        let result = axum::serve(
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let delay = self.shutdown_delay;
+        let stop_accepting = async move {
+            shutdown.await;
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!(?delay, "draining: /readyz now answers 503");
+            tokio::time::sleep(delay).await;
+            tracing::info!("no longer accepting connections");
+            let _ = stopping_tx.send(());
+        };
+        let serve = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        .with_graceful_shutdown(stop_accepting);
+        let deadline = self.shutdown_timeout;
+        let result = tokio::select! {
+            result = serve => result,
+            () = async {
+                if stopping_rx.await.is_ok() {
+                    tokio::time::sleep(deadline).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(?deadline, "in-flight requests did not finish in time; stopping");
+                Ok(())
+            }
+        };
         purge.abort();
         sync.abort();
         self.store.close().await;

@@ -27,6 +27,7 @@ impl Env {
             .env("M2M_DATABASE", &self.database)
             .env("M2M_ARGON2_MEMORY_KIB", "8")
             .env("M2M_ARGON2_ITERATIONS", "1")
+            .env("M2M_SHUTDOWN_DELAY", "0s")
             .current_dir(self.dir.path());
         cmd
     }
@@ -115,12 +116,21 @@ impl Served {
     }
 
     /// SIGTERM, then wait for a clean exit.
-    pub fn terminate(mut self) -> String {
+    pub fn terminate(self) -> String {
+        self.send_term();
+        self.wait_exit()
+    }
+
+    pub fn send_term(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits (10 s at most) for a clean exit; returns the log.
+    pub fn wait_exit(mut self) -> String {
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "server exited with {status}");

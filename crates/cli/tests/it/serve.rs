@@ -164,3 +164,34 @@ fn full_scenario_leaks_no_secret_into_logs_and_admin_changes_are_live() {
         assert!(!log.contains(value), "{name} found in the server log");
     }
 }
+
+#[test]
+fn sigterm_turns_readiness_off_first_then_stops_cleanly() {
+    let env = Env::new();
+    let served = Served::start(&env, &["--shutdown-delay", "1s"], "info");
+    let http = Client::new();
+    assert_eq!(
+        http.get(served.url("/readyz")).send().unwrap().status(),
+        200
+    );
+    served.send_term();
+    let mut saw_not_ready = false;
+    for _ in 0..40 {
+        let ready = http.get(served.url("/readyz")).send().unwrap().status();
+        if ready == 503 {
+            saw_not_ready = true;
+            // Still serving during the delay: only readiness changed.
+            assert_eq!(
+                http.get(served.url("/healthz")).send().unwrap().status(),
+                200
+            );
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(saw_not_ready, "/readyz never answered 503 during the drain");
+    let log = served.wait_exit();
+    assert!(log.contains("draining"), "{log}");
+    assert!(log.contains("no longer accepting connections"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}

@@ -41,6 +41,9 @@ pub enum CryptoError {
     Hash(String),
     #[error("hashing worker stopped unexpectedly")]
     Worker,
+    /// More hashes are waiting than the queue allows: shed, rather than queue without limit.
+    #[error("too many password hashes waiting")]
+    Overloaded,
 }
 
 /// Hashes and verifies passwords with argon2id, off the async runtime.
@@ -54,6 +57,9 @@ pub struct PasswordHasher {
     argon: Argon2<'static>,
     settings: Argon2Settings,
     permits: Arc<Semaphore>,
+    /// Hashes waiting for a worker, and how many may wait.
+    waiting: Arc<AtomicU64>,
+    queue_limit: u64,
     dummy_hash: Arc<str>,
     verifications: Arc<AtomicU64>,
 }
@@ -68,8 +74,19 @@ impl std::fmt::Debug for PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// Builds the hasher and its dummy hash; `workers` bounds concurrent hashes (0 = CPU count).
+    /// Builds the hasher and its dummy hash; `workers` bounds concurrent hashes (0 = CPU count)
+    /// and up to 16 per worker may wait for one.
     pub fn new(settings: Argon2Settings, workers: usize) -> Result<Self, CryptoError> {
+        Self::with_queue(settings, workers, 0)
+    }
+
+    /// Like [`Self::new`] with a queue of `queue_limit` waiting hashes (0 = 16 per worker).
+    /// Memory stays bounded by `workers × memory_kib` plus small per-waiter state.
+    pub fn with_queue(
+        settings: Argon2Settings,
+        workers: usize,
+        queue_limit: usize,
+    ) -> Result<Self, CryptoError> {
         let params = Params::new(
             settings.memory_kib,
             settings.iterations,
@@ -84,10 +101,17 @@ impl PasswordHasher {
             workers
         };
         let dummy_hash = hash_blocking(&argon, "m2m-session dummy password")?;
+        let queue_limit = if queue_limit == 0 {
+            workers * 16
+        } else {
+            queue_limit
+        };
         Ok(Self {
             argon,
             settings,
             permits: Arc::new(Semaphore::new(workers)),
+            waiting: Arc::new(AtomicU64::new(0)),
+            queue_limit: u64::try_from(queue_limit).unwrap_or(u64::MAX),
             dummy_hash: dummy_hash.into(),
             verifications: Arc::new(AtomicU64::new(0)),
         })
@@ -170,11 +194,19 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, CryptoError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| CryptoError::Worker)?;
+        let _permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // All workers busy: wait in line, unless the line is full.
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(CryptoError::Overloaded);
+                }
+                let permit = self.permits.acquire().await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                permit.map_err(|_| CryptoError::Worker)?
+            }
+        };
         tokio::task::spawn_blocking(job)
             .await
             .map_err(|_| CryptoError::Worker)
@@ -235,6 +267,32 @@ mod tests {
         let before = hasher.verifications();
         assert!(!hasher.verify(&pw, Some(planted)).await.unwrap());
         assert_eq!(hasher.verifications(), before + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn excess_hashes_are_shed_not_queued_without_limit() {
+        let hasher = PasswordHasher::with_queue(Argon2Settings::default(), 1, 2).unwrap();
+        let pw = SecretString::from("correct horse");
+        let mut tasks = Vec::new();
+        for _ in 0..12 {
+            let (hasher, pw) = (hasher.clone(), pw.clone());
+            tasks.push(tokio::spawn(async move { hasher.hash(&pw).await }));
+        }
+        let mut done = 0;
+        let mut shed = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => done += 1,
+                Err(CryptoError::Overloaded) => shed += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // One running and two waiting at most when the burst arrives; the rest are shed.
+        assert!(done >= 3, "{done} done");
+        assert!(shed >= 1, "nothing was shed");
+        assert_eq!(done + shed, 12);
+        // Once the burst is over the hasher serves again.
+        assert!(hasher.hash(&pw).await.is_ok());
     }
 
     #[test]

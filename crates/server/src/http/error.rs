@@ -7,6 +7,7 @@ use m2m_session_model::{
     ConnectivityManagementResult, ErrorCode, GatewayFault, OAuthErrorResponse,
 };
 
+use crate::crypto::CryptoError;
 use crate::domain::DomainError;
 use crate::store::StoreError;
 
@@ -124,7 +125,7 @@ impl From<DomainError> for AppError {
                     retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
                 ),
             },
-            DomainError::Busy => Self::unavailable(),
+            DomainError::Busy | DomainError::Crypto(CryptoError::Overloaded) => Self::unavailable(),
             DomainError::IdempotencyInProgress => Self::api(
                 StatusCode::CONFLICT,
                 ErrorCode::IdempotencyKeyInProgress,

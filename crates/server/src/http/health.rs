@@ -9,8 +9,11 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The store answers; load balancers stop routing here when it does not.
+/// The store answers and no shutdown has begun; load balancers stop routing here otherwise.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(AppError::unavailable());
+    }
     state
         .service
         .store()

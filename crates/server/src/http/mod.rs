@@ -34,6 +34,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
+    /// Set when shutdown has begun: `/readyz` then answers 503.
+    pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -43,6 +45,7 @@ impl AppState {
             clock: crate::clock::Clock::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             trusted_proxies: std::sync::Arc::default(),
+            draining: std::sync::Arc::default(),
         }
     }
 }

@@ -106,6 +106,7 @@ pub fn test_config(database: &str) -> ServerConfig {
         database: database.to_owned(),
         argon2: Argon2Settings::MINIMUM,
         hash_workers: 2,
+        shutdown_delay: Duration::ZERO,
         ..ServerConfig::default()
     }
 }
