@@ -76,10 +76,12 @@ fn map_err(e: sqlx::Error) -> StoreError {
                 StoreError::Backend(e.to_string())
             }
         }
+        // A connection cut mid-message surfaces as a protocol error.
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Backend(e.to_string()),
     }

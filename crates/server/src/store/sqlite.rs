@@ -7,7 +7,6 @@
 //! reset survives a power cut as well as a crash.
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -25,8 +24,6 @@ use super::{
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -41,11 +38,13 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
+            // Another process's write lock is waited for as long as a pool connection is:
+            // one setting bounds how long a request can wait before it is answered 503.
+            .busy_timeout(settings.acquire_timeout)
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(settings.acquire_timeout.max(BUSY_TIMEOUT))
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(base.clone())
             .await
             .map_err(map_err)?;

@@ -160,6 +160,16 @@ impl Fixture {
     pub async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let (dir, url) = temp_db();
         seed(sqlite_store(&url).await).await;
+        Self::start_in(dir, &url, tweak).await
+    }
+
+    /// A server on an existing, already seeded database.
+    pub async fn start_on(url: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), url, tweak).await
+    }
+
+    async fn start_in(dir: TempDir, url: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        let url = url.to_owned();
         let mut config = test_config(&url);
         tweak(&mut config);
         let server = TestServer::start(&config).await;
