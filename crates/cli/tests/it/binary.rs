@@ -144,6 +144,14 @@ impl Served {
     }
 }
 
+impl Served {
+    /// SIGKILL: no shutdown, no checkpoint, mid-request.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -3,5 +3,6 @@
 
 mod admin_commands;
 mod binary;
+mod crash;
 mod multi_node;
 mod serve;
