@@ -6,6 +6,7 @@ use crate::REDACTED;
 
 /// Answer of `POST {oauth}/oauth2/token`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
@@ -29,6 +30,7 @@ impl fmt::Debug for TokenResponse {
 
 /// RFC 6749 §5.2 error body of the token and revoke endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OAuthErrorResponse {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,12 +39,14 @@ pub struct OAuthErrorResponse {
 
 /// The gateway's 401 body when the API token is missing or bad; not the session error shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayFault {
     pub fault: GatewayFaultBody,
 }
 
 /// Inside [`GatewayFault`]: `900902` for missing credentials, `900901` for invalid ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayFaultBody {
     pub code: String,
     pub message: String,

@@ -9,6 +9,7 @@ use crate::REDACTED;
 /// Both fields are required on the wire; they are `Option` because the official SDKs model them
 /// that way and a caller may want to send a deliberately incomplete request.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LogInRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,6 +45,7 @@ impl fmt::Debug for LogInRequest {
 
 /// Answer to a successful login.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LogInResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +68,7 @@ impl fmt::Debug for LogInResult {
 /// The odd name (a "request" that is a response) is the official SDKs'; it is kept so that code
 /// ported from them reads the same.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LogOutRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +88,7 @@ impl fmt::Debug for LogOutRequest {
 
 /// Body of `PUT /api/m2m/v1/session/password/actions/reset`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionResetPasswordRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,6 +117,7 @@ impl fmt::Debug for SessionResetPasswordRequest {
 
 /// Answer to a successful reset: the server-generated password, shown exactly once.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionResetPasswordResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +139,7 @@ impl fmt::Debug for SessionResetPasswordResult {
 ///
 /// Unknown properties are kept, as the C# model does, so nothing the server said is lost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectivityManagementResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]

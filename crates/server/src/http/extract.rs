@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use m2m_session_model::{ErrorCode, GatewayFault, SESSION_TOKEN_HEADER};
 use serde_json::{Map, Value};
 
+use super::parse::{self, BodyError};
 use super::{AppError, AppState};
 use crate::crypto::SessionToken;
 
@@ -28,10 +29,7 @@ impl FromRequestParts<AppState> for ApiClient {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
+            .and_then(parse::bearer_token)
             .ok_or(AppError::Fault(GatewayFault::invalid_credentials()))?;
         let client = state
             .service
@@ -81,24 +79,25 @@ impl FromRequest<AppState> for JsonObject {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
         let (parts, body) = req.into_parts();
         let bytes = read_limited(body, state.body_limit).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(request_undefined());
-        }
-        if !is_json(&parts.headers) {
-            return Err(AppError::api(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ErrorCode::UnsupportedMediaType,
-                "The request body must be application/json.",
-            ));
-        }
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(map)) => Ok(Self(map)),
-            Ok(Value::Null) => Err(request_undefined()),
-            Ok(_) | Err(_) => Err(AppError::bad_request(
-                ErrorCode::DeserializationFailed,
-                "The request body is not a valid JSON object.",
-            )),
-        }
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        parse::json_object(content_type, &bytes)
+            .map(Self)
+            .map_err(|e| match e {
+                BodyError::Undefined => {
+                    AppError::bad_request(e.code(), "The request body is missing.")
+                }
+                BodyError::UnsupportedMediaType => AppError::api(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    e.code(),
+                    "The request body must be application/json.",
+                ),
+                BodyError::NotAnObject => {
+                    AppError::bad_request(e.code(), "The request body is not a valid JSON object.")
+                }
+            })
     }
 }
 
@@ -126,18 +125,7 @@ pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes,
     })
 }
 
-fn request_undefined() -> AppError {
-    AppError::bad_request(ErrorCode::RequestUndefined, "The request body is missing.")
-}
-
-/// `application/json` or any `+json` type, parameters (charset) allowed.
-fn is_json(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|m| m == "application/json" || m.ends_with("+json"))
-}
-
 /// The lower-cased media type of the `Content-Type` header, without parameters.
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
-    (!essence.is_empty()).then_some(essence)
+    parse::media_type(headers.get(header::CONTENT_TYPE)?.to_str().ok()?)
 }

@@ -6,12 +6,13 @@ mod error;
 mod extract;
 mod health;
 mod oauth_routes;
+pub mod openapi;
+pub mod parse;
 mod session_routes;
 mod verify_route;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::routing::{get, post, put};
 use m2m_session_model::ErrorCode;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -50,20 +51,34 @@ impl AppState {
     }
 }
 
+/// Declares every route once: the router is built from this, and [`ROUTES`] lists them for the
+/// test that checks the OpenAPI document covers every one.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every (method, path) the server serves.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn add_routes(router: Router<AppState>) -> Router<AppState> {
+            router$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+routes! {
+    post "/api/ts/v1/oauth2/token" => oauth_routes::token,
+    post "/api/ts/v1/oauth2/revoke" => oauth_routes::revoke,
+    post "/api/m2m/v1/session/login" => session_routes::login,
+    post "/api/m2m/v1/session/logout" => session_routes::logout,
+    put "/api/m2m/v1/session/password/actions/reset" => session_routes::reset_password,
+    get "/auth/verify" => verify_route::verify,
+    get "/healthz" => health::healthz,
+    get "/readyz" => health::readyz,
+    get "/api/openapi.json" => openapi::serve,
+}
+
 /// The whole HTTP surface on one router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/ts/v1/oauth2/token", post(oauth_routes::token))
-        .route("/api/ts/v1/oauth2/revoke", post(oauth_routes::revoke))
-        .route("/api/m2m/v1/session/login", post(session_routes::login))
-        .route("/api/m2m/v1/session/logout", post(session_routes::logout))
-        .route(
-            "/api/m2m/v1/session/password/actions/reset",
-            put(session_routes::reset_password),
-        )
-        .route("/auth/verify", get(verify_route::verify))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    add_routes(Router::new())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

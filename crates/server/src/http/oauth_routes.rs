@@ -4,13 +4,11 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use m2m_session_model::TokenResponse;
-use percent_encoding::percent_decode_str;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::extract::{media_type, read_limited};
+use super::parse;
 use super::{AppError, AppState};
 use crate::domain::{ClientCredentials, RevokeOutcome};
 use crate::store::ClientRecord;
@@ -78,31 +76,13 @@ async fn authenticate(
     Ok((client, credentials))
 }
 
-/// `Authorization: Basic base64(urlencode(id):urlencode(secret))` per RFC 6749 §2.3.1.
 fn basic_credentials(headers: &HeaderMap) -> Option<ClientCredentials> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = STANDARD.decode(encoded.trim()).ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    let id = form_decode(id)?;
-    if id.is_empty() {
-        return None;
-    }
+    let (client_id, secret) = parse::basic_credentials(value)?;
     Some(ClientCredentials {
-        client_id: id,
-        secret: SecretString::from(form_decode(secret)?),
+        client_id,
+        secret: SecretString::from(secret),
     })
-}
-
-fn form_decode(text: &str) -> Option<String> {
-    percent_decode_str(&text.replace('+', " "))
-        .decode_utf8()
-        .ok()
-        .map(std::borrow::Cow::into_owned)
 }
 
 /// A form body's parameters; RFC 6749 §3.2 forbids repeating one.
@@ -124,14 +104,9 @@ async fn read_form(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
             "The body must be application/x-www-form-urlencoded.",
         ));
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
-        .map_err(|_| invalid_request("The form body is malformed."))?;
-    let mut names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-    names.sort_unstable();
-    if names.windows(2).any(|w| w[0] == w[1]) {
-        return Err(invalid_request("A parameter is repeated."));
-    }
-    Ok(Form(pairs))
+    parse::form(&bytes)
+        .map(Form)
+        .ok_or_else(|| invalid_request("The form body is malformed or repeats a parameter."))
 }
 
 fn invalid_request(description: &'static str) -> AppError {

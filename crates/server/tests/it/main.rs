@@ -5,6 +5,7 @@ mod domain_rules;
 mod http_contract;
 mod idempotency;
 mod oauth;
+mod openapi;
 mod outage;
 mod persistence;
 mod security;
