@@ -157,3 +157,35 @@ impl Drop for Served {
         let _ = self.child.kill();
     }
 }
+
+/// An API token from a running server.
+pub fn token(http: &reqwest::blocking::Client, s: &Served, id: &str, secret: &str) -> String {
+    let r = http
+        .post(s.url("/api/ts/v1/oauth2/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<serde_json::Value>().unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A login's status and body.
+pub fn login(
+    http: &reqwest::blocking::Client,
+    s: &Served,
+    bearer: &str,
+    user: &str,
+    pw: &str,
+) -> (u16, serde_json::Value) {
+    let r = http
+        .post(s.url("/api/m2m/v1/session/login"))
+        .bearer_auth(bearer)
+        .json(&serde_json::json!({"username": user, "password": pw}))
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}

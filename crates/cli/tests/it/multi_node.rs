@@ -5,7 +5,7 @@ use std::thread;
 
 use m2m_session_server::testing::PgTestDatabase;
 use reqwest::blocking::Client;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::binary::{Env, Served};
 
@@ -42,29 +42,11 @@ fn cluster() -> (Cluster, String, String) {
 
 impl Cluster {
     fn token(&self, node: &Served, secret: &str) -> String {
-        let r = self
-            .http
-            .post(node.url("/api/ts/v1/oauth2/token"))
-            .basic_auth("app", Some(secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.json::<Value>().unwrap()["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        crate::binary::token(&self.http, node, "app", secret)
     }
 
     fn login(&self, node: &Served, bearer: &str, password: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(node.url("/api/m2m/v1/session/login"))
-            .bearer_auth(bearer)
-            .json(&json!({"username": "alice", "password": password}))
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.json().unwrap())
+        crate::binary::login(&self.http, node, bearer, "alice", password)
     }
 
     fn verify(&self, node: &Served, bearer: &str, session: &str) -> u16 {

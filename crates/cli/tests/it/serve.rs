@@ -3,31 +3,7 @@
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
-use crate::binary::{Env, Served};
-
-fn token(http: &Client, s: &Served, id: &str, secret: &str) -> String {
-    let r = http
-        .post(s.url("/api/ts/v1/oauth2/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn login(http: &Client, s: &Served, bearer: &str, user: &str, pw: &str) -> (u16, Value) {
-    let r = http
-        .post(s.url("/api/m2m/v1/session/login"))
-        .bearer_auth(bearer)
-        .json(&json!({"username": user, "password": pw}))
-        .send()
-        .unwrap();
-    (r.status().as_u16(), r.json().unwrap())
-}
+use crate::binary::{Env, Served, login, token};
 
 #[test]
 fn empty_database_gets_a_hint_and_no_silent_data() {
