@@ -10,6 +10,7 @@ mod idempotency;
 mod oauth;
 mod password_policy;
 mod policy;
+mod reset;
 mod service;
 mod validate;
 

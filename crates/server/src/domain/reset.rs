@@ -1,0 +1,200 @@
+//! Password reset, plain and idempotent: the operation whose lost answer can lock a user out.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::audit::{AuditEvent, AuditOutcome, RequestContext};
+use super::idempotency::validate_key;
+use super::service::AuthenticatedSession;
+use super::{DomainError, SessionService};
+use crate::crypto::{IdempotencySeal, SessionToken, generate_password};
+use crate::store::{AttemptOutcome, IdempotencyRecord, PasswordReset, StoreError};
+use crate::time::Timestamp;
+
+impl SessionService {
+    /// Replaces the session user's password with a generated one, returned once.
+    ///
+    /// A wrong `old_password` counts as a failed login. On success every other session of the
+    /// user is revoked in the same transaction; the presenting session stays valid. With an
+    /// idempotency key, a repeat of the same request gets the same new password back for
+    /// [`Policy::idempotency_replay_window`], so a retry after a lost answer cannot lock the
+    /// user out of an account whose password they never saw.
+    pub async fn reset_password(
+        &self,
+        ctx: &RequestContext,
+        token: &SessionToken,
+        old_password: &SecretString,
+        idempotency_key: Option<&str>,
+        now: Timestamp,
+    ) -> Result<SecretString, DomainError> {
+        let session = match self.live_session(&ctx.client_id, token, now).await {
+            Ok(session) => session,
+            Err(e) => {
+                self.audit(now, AuditEvent::Reset, AuditOutcome::Error, None, ctx, None)
+                    .await;
+                return Err(e);
+            }
+        };
+        let (result, detail) = match idempotency_key {
+            None => (
+                self.reset_unaudited(ctx, &session, old_password, None, now)
+                    .await,
+                None,
+            ),
+            Some(key) => {
+                self.reset_idempotent(ctx, &session, token, old_password, key, now)
+                    .await
+            }
+        };
+        let outcome = AuditOutcome::of(&result);
+        self.audit(
+            now,
+            AuditEvent::Reset,
+            outcome,
+            Some(&session.username),
+            ctx,
+            detail,
+        )
+        .await;
+        result
+    }
+
+    async fn reset_idempotent(
+        &self,
+        ctx: &RequestContext,
+        session: &AuthenticatedSession,
+        token: &SessionToken,
+        old_password: &SecretString,
+        key: &str,
+        now: Timestamp,
+    ) -> (Result<SecretString, DomainError>, Option<String>) {
+        if let Err(e) = validate_key(key) {
+            return (Err(e), None);
+        }
+        let Some(_claim) = self.in_flight.claim(&session.username, key) else {
+            return (Err(DomainError::IdempotencyInProgress), None);
+        };
+        let seal = IdempotencySeal::new(token, &session.username, key);
+        let fingerprint = seal.fingerprint(old_password.expose_secret().as_bytes());
+        let replayed = |r: Result<Option<SecretString>, DomainError>| match r {
+            Ok(Some(answer)) => Some((Ok(answer), Some("replayed for a repeated key".into()))),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        };
+        if let Some(done) = replayed(
+            self.replay(&seal, &fingerprint, &session.username, key, now)
+                .await,
+        ) {
+            return done;
+        }
+        let record = IdempotencyRecord {
+            username: session.username.clone(),
+            key: key.to_owned(),
+            fingerprint: fingerprint.clone(),
+            answer: None,
+            created_at: now,
+        };
+        match self
+            .reset_unaudited(ctx, session, old_password, Some((&seal, record)), now)
+            .await
+        {
+            // Another node recorded this key first: its answer is the answer.
+            Err(DomainError::Store(StoreError::Conflict)) => {
+                let again = self
+                    .replay(&seal, &fingerprint, &session.username, key, now)
+                    .await;
+                replayed(again).unwrap_or((Err(DomainError::IdempotencyInProgress), None))
+            }
+            other => (other, None),
+        }
+    }
+
+    /// The stored answer for a repeated key, `None` if the key is new (or forgotten).
+    async fn replay(
+        &self,
+        seal: &IdempotencySeal,
+        fingerprint: &[u8],
+        username: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<SecretString>, DomainError> {
+        let Some(record) = self.store.find_idempotency(username, key).await? else {
+            return Ok(None);
+        };
+        // Strictly after, as the purge below deletes only strictly older records.
+        if now > record.created_at.plus(self.policy.idempotency_record_ttl) {
+            // Forgotten: clear it (and any other stale record) so the key can be used afresh.
+            self.store
+                .purge_idempotency(
+                    now.minus(self.policy.idempotency_replay_window),
+                    now.minus(self.policy.idempotency_record_ttl),
+                )
+                .await?;
+            return Ok(None);
+        }
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            record.fingerprint.as_slice(),
+            fingerprint,
+        )) {
+            return Err(DomainError::IdempotencyMismatch);
+        }
+        let in_window = now
+            < record
+                .created_at
+                .plus(self.policy.idempotency_replay_window);
+        match record.answer.filter(|_| in_window) {
+            Some(sealed) => seal
+                .open(&sealed)
+                .map(Some)
+                .ok_or(DomainError::IdempotencyMismatch),
+            None => Err(DomainError::IdempotencyExpired),
+        }
+    }
+
+    async fn reset_unaudited(
+        &self,
+        ctx: &RequestContext,
+        session: &AuthenticatedSession,
+        old_password: &SecretString,
+        idempotency: Option<(&IdempotencySeal, IdempotencyRecord)>,
+        now: Timestamp,
+    ) -> Result<SecretString, DomainError> {
+        let attempt = self.reserve_attempt(&session.username, now).await?;
+        let Some(user) = self.verify_user(&attempt, old_password, now).await? else {
+            self.fail_attempt(ctx, &attempt, now).await?;
+            return Err(DomainError::OldPasswordMismatch);
+        };
+        let new_password = generate_password();
+        let new_hash = match self.hasher.hash(&new_password).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                self.finish_attempt(&attempt, AttemptOutcome::Abandoned, now)
+                    .await?;
+                return Err(e.into());
+            }
+        };
+        let reset = PasswordReset {
+            username: user.username,
+            expected_hash: user.password_hash,
+            new_hash,
+            keep_session: session.digest,
+            attempt_id: attempt.id.clone(),
+            idempotency: idempotency.map(|(seal, mut record)| {
+                record.answer = Some(seal.seal(&new_password));
+                record
+            }),
+            now,
+        };
+        // The reservation ends inside the reset's transaction: once it commits, nothing can
+        // fail this request, so the new password is never lost to a later error.
+        let applied = self.store.reset_password(&reset).await;
+        if !matches!(applied, Ok(true)) {
+            self.finish_attempt(&attempt, AttemptOutcome::Abandoned, now)
+                .await?;
+        }
+        match applied {
+            Ok(true) => Ok(new_password),
+            Ok(false) => Err(DomainError::OldPasswordMismatch),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
