@@ -192,8 +192,8 @@ impl SessionService {
         result
     }
 
-    /// Deletes sessions idle past the timeout (expiry does not depend on it, only table size)
-    /// and erases idempotent answers past their window.
+    /// Deletes sessions idle past the timeout (expiry does not depend on it, only table size),
+    /// erases idempotent answers past their window, and forgets counters that no longer count.
     pub async fn purge(&self, now: Timestamp) -> Result<u64, DomainError> {
         let cutoff = now.minus(self.policy.session_idle_timeout);
         let sessions = self.store.purge_sessions_idle_since(cutoff).await?;
@@ -204,7 +204,20 @@ impl SessionService {
                 now.minus(self.policy.idempotency_record_ttl),
             )
             .await?;
-        Ok(sessions + idempotency)
+        // Permanent locks have no window: counters then wait for an administrator.
+        let counters = match self.policy.lockout_duration {
+            Some(window) => {
+                self.store
+                    .purge_counters(
+                        now.minus(window),
+                        now.minus(self.policy.ip_failure_window),
+                        now,
+                    )
+                    .await?
+            }
+            None => 0,
+        };
+        Ok(sessions + idempotency + counters)
     }
 
     pub(super) async fn live_session(

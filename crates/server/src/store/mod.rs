@@ -110,6 +110,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<(u32, Timestamp)>;
     /// The failure count and window start for `ip`, if any.
     async fn ip_failures(&self, ip: &str) -> StoreResult<Option<(u32, Timestamp)>>;
+    /// Forgets what no longer counts: failure counters of usernames that are not users, not
+    /// locked and untouched since `unknown_failures_before` (they expire with the lock
+    /// window); IP windows that started before `ip_windows_before`; reservations that have
+    /// expired at `now`. Returns how many rows went.
+    async fn purge_counters(
+        &self,
+        unknown_failures_before: Timestamp,
+        ip_windows_before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u64>;
 
     // OAuth clients.
     async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;

@@ -402,6 +402,39 @@ impl Store for PostgresStore {
         .map_err(map_err)
     }
 
+    async fn purge_counters(
+        &self,
+        unknown_failures_before: Timestamp,
+        ip_windows_before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let failures = sqlx::query(
+            "DELETE FROM login_failures
+             WHERE updated_at < $1
+               AND (locked_until IS NULL OR locked_until <= $2)
+               AND username NOT IN (SELECT username FROM users)",
+        )
+        .bind(unknown_failures_before.0)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        let windows = sqlx::query("DELETE FROM ip_failures WHERE window_start < $1")
+            .bind(ip_windows_before.0)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        let reservations = sqlx::query("DELETE FROM login_attempts WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(failures + windows + reservations)
+    }
+
     async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO oauth_clients (client_id, secret_hash, scopes, created_at)

@@ -253,6 +253,39 @@ impl Store for SqliteStore {
             .map_err(map_err)
     }
 
+    async fn purge_counters(
+        &self,
+        unknown_failures_before: Timestamp,
+        ip_windows_before: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let failures = sqlx::query(
+            "DELETE FROM login_failures
+             WHERE updated_at < ?
+               AND (locked_until IS NULL OR locked_until <= ?)
+               AND username NOT IN (SELECT username FROM users)",
+        )
+        .bind(unknown_failures_before.0)
+        .bind(now.0)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        let windows = sqlx::query("DELETE FROM ip_failures WHERE window_start < ?")
+            .bind(ip_windows_before.0)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        let reservations = sqlx::query("DELETE FROM login_attempts WHERE expires_at <= ?")
+            .bind(now.0)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(failures + windows + reservations)
+    }
+
     async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO oauth_clients (client_id, secret_hash, scopes, created_at)

@@ -242,6 +242,63 @@ pub async fn ip_failures_count_in_fixed_windows(store: Arc<dyn Store>) {
     assert_eq!(store.ip_failures("2001:db8::1").await.unwrap(), None);
 }
 
+pub async fn stale_counters_of_unknown_names_are_purged(store: Arc<dyn Store>) {
+    store.insert_user(&user("real")).await.unwrap();
+    for name in ["real", "ghost", "locked-ghost"] {
+        for i in 0..(if name == "locked-ghost" { 5 } else { 2 }) {
+            let id = format!("{name}{i}");
+            store
+                .reserve_attempt(&attempt(name, &id, T0))
+                .await
+                .unwrap();
+            store
+                .finish_attempt(&end(name, &id, failed(T0.plus(mins(15))), T0))
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .add_ip_failure("192.0.2.9", T0, T0.minus(mins(60)))
+        .await
+        .unwrap();
+    store
+        .reserve_attempt(&attempt("someone", "dangling", T0))
+        .await
+        .unwrap();
+    // Ten minutes on: nothing is stale yet (the lock window is 15 minutes).
+    let at = T0.plus(mins(10));
+    assert_eq!(
+        store
+            .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at)
+            .await
+            .unwrap(),
+        1
+    );
+    // Sixteen minutes on: the unknown name's counter and its expired lock go; the real user's
+    // counter stays (its failures are consecutive however old); the IP window stays an hour.
+    let at = T0.plus(mins(16));
+    assert_eq!(
+        store
+            .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(store.lockout("ghost").await.unwrap().is_none());
+    assert!(store.lockout("locked-ghost").await.unwrap().is_none());
+    assert_eq!(store.lockout("real").await.unwrap().unwrap().failures, 2);
+    assert!(store.ip_failures("192.0.2.9").await.unwrap().is_some());
+    let at = T0.plus(mins(61));
+    assert_eq!(
+        store
+            .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.ip_failures("192.0.2.9").await.unwrap().is_none());
+}
+
 pub async fn audit_records_round_trip_and_filter(store: Arc<dyn Store>) {
     let record = |t: i64, user: &str| AuditRecord {
         time: Timestamp(t),
@@ -503,6 +560,7 @@ macro_rules! conformance {
                 stale_reservations_expire,
                 ip_failures_count_in_fixed_windows,
                 audit_records_round_trip_and_filter,
+                stale_counters_of_unknown_names_are_purged,
                 sessions_are_listed_revoked_and_capped,
                 rehash_is_a_compare_and_swap,
                 clients_round_trip_and_removal_cascades,
