@@ -100,9 +100,12 @@ impl Served {
                 log.push('\n');
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server did not report its address");
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(20)) else {
+            // Never leave the process behind when the test gives up on it.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server did not report its address");
+        };
         assert!(addr.starts_with("127.0.0.1:"), "{addr}");
         Self {
             child,
