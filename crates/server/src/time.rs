@@ -49,35 +49,12 @@ impl Timestamp {
             return "never".to_owned();
         }
         let t = UNIX_EPOCH + Duration::from_millis(u64::try_from(self.0).unwrap_or(0));
-        humantime_rfc3339(t)
+        humantime::format_rfc3339_seconds(t).to_string()
     }
 }
 
 fn duration_millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn humantime_rfc3339(t: SystemTime) -> String {
-    // Formatting by hand avoids a date-time dependency for one format: civil-from-days
-    // (Howard Hinnant's algorithm) on whole seconds, which is all an audit line needs.
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        (rem % 3_600) / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
