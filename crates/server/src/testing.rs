@@ -1,12 +1,55 @@
-//! Test support shared by this workspace's test suites: a throwaway PostgreSQL database.
+//! Test support shared by this workspace's test suites: the standard client and user, and a
+//! throwaway PostgreSQL database.
 //!
 //! Public (not `cfg(test)`) because the client and CLI crates' tests use it too; it holds no
 //! production logic.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use secrecy::SecretString;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
+
+use crate::crypto::{Argon2Settings, PasswordHasher};
+use crate::domain::{Admin, NewClient, NewUser};
+use crate::store::Store;
+use crate::time::Timestamp;
+
+/// The OAuth client and user every test suite starts with.
+pub const CLIENT_ID: &str = "app";
+pub const CLIENT_SECRET: &str = "app-secret-0123456789";
+pub const USERNAME: &str = "zbeeblebrox";
+pub const PASSWORD: &str = "IMgr8-but-longer";
+
+/// The cheapest hasher argon2 allows: tests need correctness, not cost.
+pub fn cheap_hasher() -> PasswordHasher {
+    PasswordHasher::new(Argon2Settings::MINIMUM, 2)
+        .unwrap_or_else(|e| panic!("minimum argon2 parameters refused: {e}"))
+}
+
+/// Adds [`CLIENT_ID`] and [`USERNAME`] (account `acme`) through the admin façade.
+pub async fn seed(store: Arc<dyn Store>, now: Timestamp) {
+    let admin = Admin::new(store, cheap_hasher());
+    let client = NewClient {
+        client_id: CLIENT_ID.into(),
+        secret: Some(SecretString::from(CLIENT_SECRET)),
+        scopes: vec![],
+    };
+    admin
+        .add_client(client, now)
+        .await
+        .unwrap_or_else(|e| panic!("seeding the test client failed: {e}"));
+    let user = NewUser {
+        username: USERNAME.into(),
+        account: Some("acme".into()),
+        password: Some(SecretString::from(PASSWORD)),
+    };
+    admin
+        .add_user(user, now)
+        .await
+        .unwrap_or_else(|e| panic!("seeding the test user failed: {e}"));
+}
 
 /// Where the test PostgreSQL is: `M2M_TEST_POSTGRES_URL`, or the machine's default.
 pub fn postgres_admin_url() -> String {

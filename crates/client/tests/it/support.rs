@@ -6,17 +6,13 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::middleware::Next;
 use m2m_session_client::{Client, RetryConfig};
-use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
-use m2m_session_server::domain::{Admin, NewClient, NewUser, Policy, SessionService};
+use m2m_session_server::domain::{Policy, SessionService};
 use m2m_session_server::http::{AppState, router};
 use m2m_session_server::store;
 use m2m_session_server::time::Timestamp;
 use secrecy::SecretString;
 
-pub const CLIENT_ID: &str = "app";
-pub const CLIENT_SECRET: &str = "app-secret-0123456789";
-pub const USERNAME: &str = "zbeeblebrox";
-pub const PASSWORD: &str = "IMgr8-but-longer";
+pub use m2m_session_server::testing::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
 
 /// The real router on 127.0.0.1:0 over a real SQLite file, counting requests per path.
 pub struct CountingServer {
@@ -32,30 +28,8 @@ impl CountingServer {
         let store = store::open(&url, &store::StoreSettings::default())
             .await
             .unwrap();
-        let hasher = PasswordHasher::new(Argon2Settings::MINIMUM, 2).unwrap();
-        let admin = Admin::new(store.clone(), hasher.clone());
-        admin
-            .add_client(
-                NewClient {
-                    client_id: CLIENT_ID.into(),
-                    secret: Some(SecretString::from(CLIENT_SECRET)),
-                    scopes: vec![],
-                },
-                Timestamp::now(),
-            )
-            .await
-            .unwrap();
-        admin
-            .add_user(
-                NewUser {
-                    username: USERNAME.into(),
-                    account: Some("acme".into()),
-                    password: Some(SecretString::from(PASSWORD)),
-                },
-                Timestamp::now(),
-            )
-            .await
-            .unwrap();
+        m2m_session_server::testing::seed(store.clone(), Timestamp::now()).await;
+        let hasher = m2m_session_server::testing::cheap_hasher();
         let service = SessionService::new(store, hasher, policy);
         let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let sink = counts.clone();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
-use m2m_session_server::domain::{Admin, NewClient, NewUser, Policy, SessionService};
+use m2m_session_server::domain::{Policy, SessionService};
 use m2m_session_server::store::{SqliteStore, Store, StoreSettings};
 use m2m_session_server::time::Timestamp;
 use m2m_session_server::{Server, ServerConfig};
@@ -18,10 +18,7 @@ use tokio::task::JoinHandle;
 
 /// An arbitrary fixed "now" for domain tests.
 pub const T0: Timestamp = Timestamp(1_700_000_000_000);
-pub const CLIENT_ID: &str = "app";
-pub const CLIENT_SECRET: &str = "app-secret-0123456789";
-pub const USERNAME: &str = "zbeeblebrox";
-pub const PASSWORD: &str = "IMgr8-but-longer";
+pub use m2m_session_server::testing::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
 
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -43,7 +40,7 @@ pub fn temp_db() -> (TempDir, String) {
 }
 
 pub fn hasher() -> PasswordHasher {
-    PasswordHasher::new(Argon2Settings::MINIMUM, 2).unwrap()
+    m2m_session_server::testing::cheap_hasher()
 }
 
 pub async fn sqlite_store(url: &str) -> Arc<dyn Store> {
@@ -65,31 +62,9 @@ pub async fn postgres_store() -> (PgTestDatabase, Arc<dyn Store>) {
     (db, store)
 }
 
-/// Adds the standard OAuth client and user through the admin façade.
+/// Adds the standard OAuth client and user.
 pub async fn seed(store: Arc<dyn Store>) {
-    let admin = Admin::new(store, hasher());
-    admin
-        .add_client(
-            NewClient {
-                client_id: CLIENT_ID.into(),
-                secret: Some(secret(CLIENT_SECRET)),
-                scopes: vec![],
-            },
-            T0,
-        )
-        .await
-        .unwrap();
-    admin
-        .add_user(
-            NewUser {
-                username: USERNAME.into(),
-                account: Some("acme".into()),
-                password: Some(secret(PASSWORD)),
-            },
-            T0,
-        )
-        .await
-        .unwrap();
+    m2m_session_server::testing::seed(store, T0).await;
 }
 
 /// A domain service over a real SQLite file, seeded, with the given policy.
