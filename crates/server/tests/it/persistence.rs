@@ -8,47 +8,25 @@ use crate::support::*;
 async fn sessions_users_and_lockouts_survive_a_restart() {
     let (_dir, url) = temp_db();
     seed(sqlite_store(&url).await).await;
-    let config = test_config(&url);
-
-    let f = FixtureOn::start(&config).await;
-    let bearer = f.0.api_token().await;
-    let live = f.0.session(&bearer).await;
-    let ended = f.0.session(&bearer).await;
-    assert_eq!(f.0.logout(&bearer, &ended).await.status(), 200);
+    let f = Fixture::start_on(&url, |_| {}).await;
+    let bearer = f.api_token().await;
+    let live = f.session(&bearer).await;
+    let ended = f.session(&bearer).await;
+    assert_eq!(f.logout(&bearer, &ended).await.status(), 200);
     for _ in 0..5 {
-        f.0.login(&bearer, "locked-name", "wrong-password").await;
+        f.login(&bearer, "locked-name", "wrong-password").await;
     }
-    f.stop().await;
+    f.server.stop().await;
 
-    let f = FixtureOn::start(&config).await;
+    let f = Fixture::start_on(&url, |_| {}).await;
     // The API token too survives: same token from the token endpoint, and still accepted.
-    assert_eq!(f.0.api_token().await, bearer);
-    assert_eq!(f.0.logout(&bearer, &ended).await.status(), 400);
-    assert_eq!(f.0.logout(&bearer, &live).await.status(), 200);
-    let r = f.0.login(&bearer, "locked-name", "wrong-password").await;
+    assert_eq!(f.api_token().await, bearer);
+    assert_eq!(f.logout(&bearer, &ended).await.status(), 400);
+    assert_eq!(f.logout(&bearer, &live).await.status(), 200);
+    let r = f.login(&bearer, "locked-name", "wrong-password").await;
     assert_error(r, 400, "UnifiedWebService.REQUEST_FAILED.Login.Locked").await;
-    assert_eq!(f.0.login(&bearer, USERNAME, PASSWORD).await.status(), 200);
-    f.stop().await;
-}
-
-/// A [`Fixture`] on an existing database (for restarts).
-struct FixtureOn(Fixture);
-
-impl FixtureOn {
-    async fn start(config: &m2m_session_server::ServerConfig) -> Self {
-        let server = TestServer::start(config).await;
-        let dir = tempfile::tempdir().unwrap();
-        Self(Fixture {
-            dir,
-            url: config.database.clone(),
-            server,
-            http: reqwest::Client::new(),
-        })
-    }
-
-    async fn stop(self) {
-        self.0.server.stop().await;
-    }
+    assert_eq!(f.login(&bearer, USERNAME, PASSWORD).await.status(), 200);
+    f.server.stop().await;
 }
 
 #[tokio::test]
