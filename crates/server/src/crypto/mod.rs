@@ -9,5 +9,5 @@ mod session_token;
 pub use api_token::{derive_api_token, new_api_token_seed};
 pub use generate::{generate_client_secret, generate_password};
 pub use idempotency::IdempotencySeal;
-pub use password::{Argon2Settings, CryptoError, PasswordHasher};
+pub use password::{Admission, Argon2Settings, CryptoError, PasswordHasher};
 pub use session_token::{SessionToken, SessionTokenError, TokenDigest, digest};

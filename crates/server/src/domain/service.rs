@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use super::audit::{self, AuditEvent, AuditOutcome, Entry, RequestContext};
 use super::idempotency::InFlight;
 use super::{DomainError, Policy};
-use crate::crypto::{PasswordHasher, SessionToken, TokenDigest};
+use crate::crypto::{Admission, PasswordHasher, SessionToken, TokenDigest};
 use crate::store::{
     AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, SessionRecord, Store,
     UserRecord,
@@ -43,6 +43,8 @@ pub struct AuthenticatedSession {
 pub(super) struct Attempt<'a> {
     pub(super) username: &'a str,
     pub(super) id: String,
+    /// Its place among the hashes, taken first so that overload is shed before any write.
+    admission: Admission,
 }
 
 impl SessionService {
@@ -259,12 +261,14 @@ impl SessionService {
 
     /// Reserves one of the username's `threshold` verifications, waiting (bounded) while all
     /// are in flight. Reserving before verifying is what keeps parallel guesses within the
-    /// threshold, on one node or many.
+    /// threshold, on one node or many. A place among the password hashes is taken first: when
+    /// the hasher is full the request is shed at once, before it writes anything.
     pub(super) async fn reserve_attempt<'a>(
         &self,
         username: &'a str,
         now: Timestamp,
     ) -> Result<Attempt<'a>, DomainError> {
+        let admission = self.hasher.admit()?;
         let request = AttemptRequest {
             username: username.to_owned(),
             attempt_id: uuid::Uuid::new_v4().to_string(),
@@ -279,6 +283,7 @@ impl SessionService {
                     return Ok(Attempt {
                         username,
                         id: request.attempt_id,
+                        admission,
                     });
                 }
                 AttemptReservation::Locked { until } => return Err(DomainError::Locked { until }),
@@ -300,7 +305,10 @@ impl SessionService {
         let checked = async {
             let user = self.store.find_user(attempt.username).await?;
             let stored = user.as_ref().map(|u| u.password_hash.as_str());
-            let ok = self.hasher.verify(password, stored).await?;
+            let ok = self
+                .hasher
+                .verify_admitted(&attempt.admission, password, stored)
+                .await?;
             Ok::<_, DomainError>(user.filter(|_| ok))
         }
         .await;

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
+use m2m_session_server::crypto::{Argon2Settings, CryptoError, PasswordHasher};
 use m2m_session_server::domain::{
     Admin, DomainError, NewUser, Policy, RequestContext, SessionService,
 };
 use m2m_session_server::store::Store;
 use m2m_session_server::time::Timestamp;
 use serde_json::json;
+use sqlx::Connection;
 
 use crate::support::*;
 
@@ -17,9 +18,46 @@ fn ctx() -> RequestContext {
     RequestContext::new(CLIENT_ID, Some("192.0.2.10".parse().unwrap()))
 }
 
+#[tokio::test]
+async fn a_full_hasher_sheds_logins_before_any_other_work() {
+    let hasher = PasswordHasher::with_queue(Argon2Settings::MINIMUM, 1, 1).unwrap();
+    let (dir, svc) = service_with(Policy::default(), hasher).await;
+    let held = [svc.hasher().admit().unwrap(), svc.hasher().admit().unwrap()];
+    let before = svc.hasher().verifications();
+    for password in [PASSWORD, "wrong password"] {
+        let r = svc.login(&ctx(), USERNAME, &secret(password), T0).await;
+        assert!(
+            matches!(r, Err(DomainError::Crypto(CryptoError::Overloaded))),
+            "{r:?}"
+        );
+    }
+    assert_eq!(svc.hasher().verifications(), before);
+    // Shed before the store: no attempt was reserved, and nothing counts towards the lock.
+    let mut db = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("m2m.db").display()
+    ))
+    .await
+    .unwrap();
+    let reserved: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(reserved, 0);
+    assert_eq!(svc.store().lockout(USERNAME).await.unwrap(), None);
+    drop(held);
+    assert!(
+        svc.login(&ctx(), USERNAME, &secret(PASSWORD), T0)
+            .await
+            .is_ok()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_parallel_wrong_passwords_run_at_most_five_verifications() {
-    let (_dir, svc) = service(Policy::default()).await;
+    // Room for all 50 in the hasher's queue: what is tested is the lock, not shedding.
+    let hasher = PasswordHasher::with_queue(Argon2Settings::MINIMUM, 2, 64).unwrap();
+    let (_dir, svc) = service_with(Policy::default(), hasher).await;
     let before = svc.hasher().verifications();
     let mut tasks = Vec::new();
     for _ in 0..50 {

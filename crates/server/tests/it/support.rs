@@ -69,10 +69,15 @@ pub async fn seed(store: Arc<dyn Store>) {
 
 /// A domain service over a real SQLite file, seeded, with the given policy.
 pub async fn service(policy: Policy) -> (TempDir, SessionService) {
+    service_with(policy, hasher()).await
+}
+
+/// [`service`] with a hasher of the test's choosing.
+pub async fn service_with(policy: Policy, hasher: PasswordHasher) -> (TempDir, SessionService) {
     let (dir, url) = temp_db();
     let store = sqlite_store(&url).await;
     seed(store.clone()).await;
-    (dir, SessionService::new(store, hasher(), policy))
+    (dir, SessionService::new(store, hasher, policy))
 }
 
 pub fn test_config(database: &str) -> ServerConfig {
