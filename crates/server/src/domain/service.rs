@@ -31,7 +31,7 @@ pub struct SessionService {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedSession {
     pub username: String,
-    /// The user's account, filled in by [`SessionService::authenticate_session`] only.
+    /// The user's account.
     pub account: Option<String>,
     pub client_id: String,
     pub digest: TokenDigest,
@@ -121,6 +121,7 @@ impl SessionService {
                 client_id: ctx.client_id.clone(),
                 created_at: now,
                 last_used_at: now,
+                account: None,
             })
             .await?;
         if let Some(keep) = self.policy.max_sessions_per_user {
@@ -149,18 +150,13 @@ impl SessionService {
         token: &SessionToken,
         now: Timestamp,
     ) -> Result<AuthenticatedSession, DomainError> {
-        let mut session = self.live_session(client_id, token, now).await?;
+        let session = self.live_session(client_id, token, now).await?;
         // Writes are coalesced: the stored last use may lag the real one by the granularity.
         if now >= session.last_used_at.plus(self.policy.touch_granularity())
             && !self.store.touch_session(&session.digest, now).await?
         {
             return Err(DomainError::SessionExpired);
         }
-        session.account = self
-            .store
-            .find_user(&session.username)
-            .await?
-            .and_then(|u| u.account);
         Ok(session)
     }
 
@@ -243,7 +239,7 @@ impl SessionService {
         }
         Ok(AuthenticatedSession {
             username: session.username,
-            account: None,
+            account: session.account,
             client_id: session.client_id,
             digest,
             last_used_at: session.last_used_at,

@@ -547,12 +547,15 @@ impl Store for PostgresStore {
     }
 
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
-        sqlx::query("SELECT * FROM sessions WHERE token_hash = $1")
-            .bind(digest.as_bytes())
-            .try_map(|r: PgRow| rows::session(&r))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)
+        sqlx::query(
+            "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username
+             WHERE s.token_hash = $1",
+        )
+        .bind(digest.as_bytes())
+        .try_map(|r: PgRow| rows::session(&r))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)
     }
 
     async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool> {
@@ -587,8 +590,9 @@ impl Store for PostgresStore {
 
     async fn list_sessions(&self, username: Option<&str>) -> StoreResult<Vec<SessionRecord>> {
         sqlx::query(
-            "SELECT * FROM sessions WHERE ($1::text IS NULL OR username = $1)
-             ORDER BY created_at, id",
+            "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username
+             WHERE ($1::text IS NULL OR s.username = $1)
+             ORDER BY s.created_at, s.id",
         )
         .bind(username)
         .try_map(|r: PgRow| rows::session(&r))

@@ -72,6 +72,9 @@ pub struct SessionRecord {
     pub client_id: String,
     pub created_at: Timestamp,
     pub last_used_at: Timestamp,
+    /// The owning user's account, read with the session so a session check is one lookup;
+    /// ignored by [`super::Store::insert_session`].
+    pub account: Option<String>,
 }
 
 /// One password reset, applied atomically by [`super::Store::reset_password`].

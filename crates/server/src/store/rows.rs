@@ -114,6 +114,7 @@ pub(super) fn session(row: &impl Columns) -> Result<SessionRecord, sqlx::Error> 
         client_id: row.text("client_id")?,
         created_at: ts(row, "created_at")?,
         last_used_at: ts(row, "last_used_at")?,
+        account: row.opt_text("account")?,
     })
 }
 

@@ -39,6 +39,8 @@ fn session(name: &str, client_id: &str) -> SessionRecord {
         client_id: client_id.into(),
         created_at: T0,
         last_used_at: T0,
+        // What reads fill in from `user()`; inserts ignore it.
+        account: Some("acct".into()),
     }
 }
 
