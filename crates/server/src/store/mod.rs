@@ -8,6 +8,7 @@ mod postgres;
 mod records;
 mod rows;
 mod sqlite;
+mod sqlite_cache;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,6 +7,7 @@
 //! reset survives a power cut as well as a crash.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -16,6 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use super::rows::{self, count};
+use super::sqlite_cache::{Lookup, ReadCache};
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
     ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, Store,
@@ -28,13 +30,21 @@ use crate::time::Timestamp;
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    cache: Arc<ReadCache>,
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path`, `sqlite:path` or a
     /// plain path) and applies the embedded migrations.
     pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<Self> {
-        let base = parse_url(url)?
+        let options = parse_url(url)?;
+        let in_memory = options.get_filename().as_os_str().is_empty()
+            || options
+                .get_filename()
+                .to_string_lossy()
+                .contains(":memory:");
+        let path = (!in_memory).then(|| options.get_filename().to_owned());
+        let base = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -58,7 +68,42 @@ impl SqliteStore {
             .connect_with(base.read_only(true))
             .await
             .map_err(map_err)?;
-        Ok(Self { writer, readers })
+        // After the pools: the `-shm` file exists once a connection is in WAL mode.
+        let cache = Arc::new(ReadCache::new(path.as_deref()));
+        Ok(Self {
+            writer,
+            readers,
+            cache,
+        })
+    }
+
+    /// Whether the read cache holds the session or API token with this digest; for tests.
+    pub fn caches(&self, digest: &TokenDigest) -> bool {
+        self.cache.holds(digest)
+    }
+
+    /// Validates the cache in the background: the request that noticed a change has already
+    /// been answered from the database, and must not wait for the writer connection.
+    fn spawn_cache_validation(&self) {
+        let store = self.clone();
+        tokio::spawn(async move { store.validate_cache().await });
+    }
+
+    /// Proves the cache consistent with the database as it is now (see `sqlite_cache`).
+    async fn validate_cache(&self) {
+        let Some(_validating) = self.cache.try_begin_validation() else {
+            return;
+        };
+        let Some(header) = self.cache.header() else {
+            return;
+        };
+        match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+            .fetch_one(&self.writer)
+            .await
+        {
+            Ok(version) => self.cache.validated(header, version),
+            Err(e) => tracing::debug!(error = %e, "read cache validation failed"),
+        }
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
@@ -153,6 +198,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_user(&self, username: &str) -> StoreResult<bool> {
+        let _invalidate = self.cache.invalidate_all();
         let mut tx = self.begin().await?;
         let removed = sqlx::query("DELETE FROM users WHERE username = ?")
             .bind(username)
@@ -170,6 +216,7 @@ impl Store for SqliteStore {
     }
 
     async fn reset_password(&self, reset: &PasswordReset) -> StoreResult<bool> {
+        let _invalidate = self.cache.invalidate_all();
         let mut tx = self.begin().await?;
         let changed = sqlx::query(
             "UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?",
@@ -319,6 +366,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_client(&self, client_id: &str) -> StoreResult<bool> {
+        let _invalidate = self.cache.invalidate_all();
         sqlx::query("DELETE FROM oauth_clients WHERE client_id = ?")
             .bind(client_id)
             .execute(&self.writer)
@@ -332,6 +380,7 @@ impl Store for SqliteStore {
         candidate: &ApiTokenRecord,
         now: Timestamp,
     ) -> StoreResult<ApiTokenRecord> {
+        let _invalidate = self.cache.invalidate_all();
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO api_tokens (token_hash, client_id, scope, seed, issued_at, expires_at)
@@ -363,15 +412,27 @@ impl Store for SqliteStore {
     }
 
     async fn find_api_token(&self, digest: &TokenDigest) -> StoreResult<Option<ApiTokenRecord>> {
-        sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
+        let ticket = match self.cache.api_token(digest) {
+            Lookup::Hit(record) => return Ok(Some(record)),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let found = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
             .bind(digest.as_bytes())
             .try_map(|r: SqliteRow| rows::api_token(&r))
             .fetch_optional(&self.readers)
             .await
-            .map_err(map_err)
+            .map_err(map_err)?;
+        if let Some(record) = &found {
+            self.cache.fill_api_token(ticket, record);
+        }
+        if ticket.needs_validation {
+            self.spawn_cache_validation();
+        }
+        Ok(found)
     }
 
     async fn delete_api_token(&self, digest: &TokenDigest) -> StoreResult<bool> {
+        let _invalidate = self.cache.invalidate(digest);
         sqlx::query("DELETE FROM api_tokens WHERE token_hash = ?")
             .bind(digest.as_bytes())
             .execute(&self.writer)
@@ -398,7 +459,11 @@ impl Store for SqliteStore {
     }
 
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
-        sqlx::query(
+        let ticket = match self.cache.session(digest) {
+            Lookup::Hit(record) => return Ok(Some(record)),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let found = sqlx::query(
             "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username
              WHERE s.token_hash = ?",
         )
@@ -406,10 +471,19 @@ impl Store for SqliteStore {
         .try_map(|r: SqliteRow| rows::session(&r))
         .fetch_optional(&self.readers)
         .await
-        .map_err(map_err)
+        .map_err(map_err)?;
+        if let Some(record) = &found {
+            self.cache.fill_session(ticket, record);
+        }
+        if ticket.needs_validation {
+            self.spawn_cache_validation();
+        }
+        Ok(found)
     }
 
     async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool> {
+        // A cached last use older than the stored one could make a live session look idle.
+        let _invalidate = self.cache.invalidate(digest);
         sqlx::query("UPDATE sessions SET last_used_at = MAX(last_used_at, ?) WHERE token_hash = ?")
             .bind(now.0)
             .bind(digest.as_bytes())
@@ -420,6 +494,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, digest: &TokenDigest) -> StoreResult<bool> {
+        let _invalidate = self.cache.invalidate(digest);
         sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
             .bind(digest.as_bytes())
             .execute(&self.writer)
@@ -429,6 +504,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_sessions_idle_since(&self, cutoff: Timestamp) -> StoreResult<u64> {
+        let _invalidate = self.cache.invalidate_all();
         sqlx::query("DELETE FROM sessions WHERE last_used_at < ?")
             .bind(cutoff.0)
             .execute(&self.writer)
@@ -606,6 +682,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user_sessions(&self, username: &str) -> StoreResult<u64> {
+        let _invalidate = self.cache.invalidate_all();
         sqlx::query("DELETE FROM sessions WHERE username = ?")
             .bind(username)
             .execute(&self.writer)
@@ -615,6 +692,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session_by_id(&self, id: &str) -> StoreResult<bool> {
+        let _invalidate = self.cache.invalidate_all();
         sqlx::query("DELETE FROM sessions WHERE id = ?")
             .bind(id)
             .execute(&self.writer)
@@ -624,6 +702,7 @@ impl Store for SqliteStore {
     }
 
     async fn trim_user_sessions(&self, username: &str, keep: u32) -> StoreResult<u64> {
+        let _invalidate = self.cache.invalidate_all();
         sqlx::query(
             "DELETE FROM sessions WHERE username = ?1 AND token_hash NOT IN (
                 SELECT token_hash FROM sessions WHERE username = ?1

@@ -8,6 +8,7 @@ mod oauth;
 mod openapi;
 mod outage;
 mod persistence;
+mod read_cache;
 mod security;
 mod store_conformance;
 mod support;
