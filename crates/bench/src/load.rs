@@ -1,11 +1,12 @@
 //! A closed-loop load generator: `concurrency` workers, each sending its next request when the
 //! previous one is answered, for a fixed time.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// One request; returns whether the answer was the expected one.
+/// One HTTP request built by worker `i`.
 pub type Request = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -21,8 +22,7 @@ pub struct LoadResult {
     pub p99_ms: f64,
 }
 
-/// Runs `request` from `concurrency` workers for `duration` after a `warmup`; worker `i` passes
-/// its index so requests can be spread over nodes or sessions.
+/// Sends `request` with one pooled HTTP client and counts answers with `expected_status`.
 pub async fn run(
     concurrency: usize,
     warmup: Duration,
@@ -34,6 +34,35 @@ pub async fn run(
         .pool_max_idle_per_host(concurrency)
         .build()
         .unwrap_or_default();
+    run_calls(concurrency, warmup, duration, move |worker| {
+        let sent = request(&http, worker).send();
+        async move {
+            match sent.await {
+                Ok(r) => {
+                    let ok = r.status().as_u16() == expected_status;
+                    let _ = r.bytes().await;
+                    ok
+                }
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+}
+
+/// Runs `call` (worker index → success) from `concurrency` workers for `duration` after a
+/// `warmup`; the index lets calls be spread over nodes, users or sessions.
+pub async fn run_calls<F, Fut>(
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    call: F,
+) -> LoadResult
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
     let failures = Arc::new(AtomicU64::new(0));
     let sent_in_all = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -41,25 +70,13 @@ pub async fn run(
     let end = measure_from + duration;
     let mut workers = Vec::new();
     for worker in 0..concurrency {
-        let (http, request, failures, sent_in_all) = (
-            http.clone(),
-            request.clone(),
-            failures.clone(),
-            sent_in_all.clone(),
-        );
+        let (call, failures, sent_in_all) = (call.clone(), failures.clone(), sent_in_all.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < end {
                 let sent = Instant::now();
                 sent_in_all.fetch_add(1, Ordering::Relaxed);
-                let ok = match request(&http, worker).send().await {
-                    Ok(r) => {
-                        let ok = r.status().as_u16() == expected_status;
-                        let _ = r.bytes().await;
-                        ok
-                    }
-                    Err(_) => false,
-                };
+                let ok = call(worker).await;
                 if sent >= measure_from {
                     if ok {
                         latencies.push(sent.elapsed());
@@ -75,19 +92,31 @@ pub async fn run(
     for w in workers {
         all.extend(w.await.unwrap_or_default());
     }
+    summarize(
+        all,
+        duration,
+        failures.load(Ordering::Relaxed),
+        sent_in_all.load(Ordering::Relaxed),
+    )
+}
+
+fn summarize(mut all: Vec<Duration>, duration: Duration, failures: u64, sent: u64) -> LoadResult {
     all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1_000.0)
-    };
     let seconds = duration.as_secs_f64();
     LoadResult {
         requests: all.len() as u64,
-        sent_in_all: sent_in_all.load(Ordering::Relaxed),
-        failures: failures.load(Ordering::Relaxed),
+        sent_in_all: sent,
+        failures,
         seconds,
         per_second: all.len() as f64 / seconds,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: percentile_ms(&all, 0.50),
+        p99_ms: percentile_ms(&all, 0.99),
     }
+}
+
+/// Percentile (0–1) of sorted durations, in milliseconds.
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .map_or(0.0, |d| d.as_secs_f64() * 1_000.0)
 }

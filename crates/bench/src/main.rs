@@ -5,6 +5,7 @@
 
 mod load;
 mod nodes;
+mod perf;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,9 @@ enum Command {
     /// Authenticated calls/s on one node vs two nodes sharing one PostgreSQL, and database
     /// writes per 1,000 authenticated calls (needs M2M_TEST_POSTGRES_URL or the local server)
     Nodes(nodes::Args),
+    /// Logins/s against raw argon2id hashes/s, session checks/s against health checks/s (with
+    /// 1k and 1M live sessions), peak memory under a burst of logins, SDK against bare HTTP
+    Perf(perf::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Nodes(args) => nodes::run(args).await,
+            Command::Perf(args) => perf::run(args).await,
         }
     })
 }

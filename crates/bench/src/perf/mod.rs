@@ -1,0 +1,419 @@
+//! `perf`: the two numbers that decide what the service costs, each as a ratio to its physical
+//! limit measured in the same run — logins/s against raw argon2id hashes/s, and session checks/s
+//! against health checks/s — with 1,000 and with 1,000,000 live sessions, plus peak memory
+//! under a burst of logins and the SDK's overhead over a bare HTTP load generator.
+
+mod argon2_limit;
+mod burst;
+mod seed;
+mod served;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use m2m_session_client::{Client, SessionToken};
+use m2m_session_server::crypto::Argon2Settings;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::load::{self, LoadResult};
+use burst::BurstResult;
+use served::Served;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Measuring time of each rate (split in two halves run A-B-B-A against its limit)
+    #[arg(long, default_value = "4s")]
+    duration: humantime::Duration,
+    /// Concurrent clients for the session and health checks
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Live sessions in the large phase
+    #[arg(long, default_value_t = 1_000_000)]
+    large: usize,
+    /// Live sessions in the small phase (these are the tokens the checks use)
+    #[arg(long, default_value_t = 1_000)]
+    small: usize,
+    /// Users the sessions and logins are spread over
+    #[arg(long, default_value_t = 128)]
+    users: usize,
+    /// Concurrent logins (default: two per core, so every argon2 worker always has one waiting)
+    #[arg(long)]
+    login_concurrency: Option<usize>,
+    /// Logins sent at once to measure peak memory and shedding
+    #[arg(long, default_value_t = 500)]
+    burst: usize,
+    /// The server binary (default: `m2m-session` beside this executable)
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Where to write the machine-readable result
+    #[arg(long, default_value = "target/bench-perf.json")]
+    json: PathBuf,
+}
+
+const WARMUP: Duration = Duration::from_millis(500);
+
+/// One live-session count: both ratios against their limits.
+#[derive(Debug, serde::Serialize)]
+struct Phase {
+    live_sessions: i64,
+    /// Raw argon2id hashes/s on every core, measured around the logins (A-B-B-A).
+    argon2_hashes_per_s: f64,
+    logins: LoadResult,
+    logins_over_argon2: f64,
+    healthz: LoadResult,
+    verify: LoadResult,
+    verify_over_healthz: f64,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bin = match &args.server_bin {
+        Some(bin) => bin.clone(),
+        None => served::default_binary()?,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let argon2 = Argon2Settings::default();
+    let dir = tempfile::tempdir()?;
+    let database = dir.path().join("bench.db");
+
+    eprintln!("seeding {} users and {} sessions", args.users, args.small);
+    seed::users(&database, args.users, argon2).await?;
+    let tokens = Arc::new(seed::sessions(&database, args.users, args.small, 0).await?);
+
+    let served = Served::start(&bin, &database, &[]).await?;
+    let bearer = api_token(&served.base).await?;
+    let small = phase(&served, &database, &bearer, &tokens, &args, cores).await?;
+    let (sdk, tool) = sdk_against_tool(&served, &tokens, &args).await?;
+    served.stop().await?;
+
+    eprintln!("adding {} sessions", args.large.saturating_sub(args.small));
+    seed::sessions(
+        &database,
+        args.users,
+        0,
+        args.large.saturating_sub(args.small),
+    )
+    .await?;
+    let served = Served::start(&bin, &database, &[]).await?;
+    let large = phase(&served, &database, &bearer, &tokens, &args, cores).await?;
+    served.stop().await?;
+
+    eprintln!("burst of {} logins", args.burst);
+    let served = Served::start(&bin, &database, &[]).await?;
+    let burst = burst::run(&served, &bearer, args.users, args.burst).await?;
+    served.stop().await?;
+
+    let report = Report {
+        machine: machine(cores),
+        argon2_memory_kib: argon2.memory_kib,
+        small,
+        large,
+        sdk,
+        tool,
+        sdk_over_tool: sdk.per_second / tool.per_second,
+        burst,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    report.print(cores);
+    if let Some(dir) = args.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
+    println!("written to {}", args.json.display());
+    Ok(())
+}
+
+async fn api_token(base: &str) -> anyhow::Result<String> {
+    let token: Value = reqwest::Client::new()
+        .post(format!("{base}/api/ts/v1/oauth2/token"))
+        .basic_auth(seed::CLIENT_ID, Some(seed::SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(token["access_token"]
+        .as_str()
+        .context("no access_token")?
+        .to_owned())
+}
+
+async fn phase(
+    served: &Served,
+    database: &std::path::Path,
+    bearer: &str,
+    tokens: &Arc<Vec<String>>,
+    args: &Args,
+    cores: usize,
+) -> anyhow::Result<Phase> {
+    let live_sessions = seed::count_sessions(database).await?;
+    eprintln!("{live_sessions} live sessions: argon2id on {cores} threads against logins");
+    let concurrency = args.login_concurrency.unwrap_or(cores * 2);
+    let (argon2, logins) = abba(
+        || async move {
+            let (settings, duration) = (Argon2Settings::default(), half(args));
+            let per_s = tokio::task::spawn_blocking(move || {
+                argon2_limit::hashes_per_second(settings, cores, WARMUP, duration)
+            })
+            .await??;
+            Ok(rate(per_s, half(args)))
+        },
+        || async move {
+            let base = &served.base;
+            Ok(login_load(base, bearer, args.users, concurrency, half(args)).await)
+        },
+    )
+    .await?;
+    eprintln!("{live_sessions} live sessions: /healthz against /auth/verify");
+    let healthz: load::Request = {
+        let url = format!("{}/healthz", served.base);
+        Arc::new(move |http: &reqwest::Client, _| http.get(&url))
+    };
+    let verify = verify_request(&served.base, bearer, tokens);
+    let (healthz, verify) = abba(
+        || async {
+            Ok(load::run(args.concurrency, WARMUP, half(args), 200, healthz.clone()).await)
+        },
+        || async { Ok(load::run(args.concurrency, WARMUP, half(args), 204, verify.clone()).await) },
+    )
+    .await?;
+    Ok(Phase {
+        live_sessions,
+        argon2_hashes_per_s: argon2.per_second,
+        logins_over_argon2: logins.per_second / argon2.per_second,
+        logins,
+        verify_over_healthz: verify.per_second / healthz.per_second,
+        healthz,
+        verify,
+    })
+}
+
+fn half(args: &Args) -> Duration {
+    *args.duration / 2
+}
+
+/// `GET /auth/verify` over every known session in turn.
+fn verify_request(base: &str, bearer: &str, tokens: &Arc<Vec<String>>) -> load::Request {
+    let (url, bearer, tokens) = (
+        format!("{base}/auth/verify"),
+        bearer.to_owned(),
+        tokens.clone(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    Arc::new(move |http: &reqwest::Client, _| {
+        let token = &tokens[next.fetch_add(1, Ordering::Relaxed) % tokens.len()];
+        http.get(&url)
+            .bearer_auth(&bearer)
+            .header("VZ-M2M-Token", token)
+    })
+}
+
+async fn login_load(
+    base: &str,
+    bearer: &str,
+    users: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> LoadResult {
+    let request: load::Request = {
+        let (url, bearer) = (
+            format!("{base}/api/m2m/v1/session/login"),
+            bearer.to_owned(),
+        );
+        let next = Arc::new(AtomicUsize::new(0));
+        Arc::new(move |http: &reqwest::Client, _| {
+            let user = seed::username(next.fetch_add(1, Ordering::Relaxed) % users);
+            http.post(&url)
+                .bearer_auth(&bearer)
+                .json(&json!({"username": user, "password": seed::PASSWORD}))
+        })
+    };
+    load::run(concurrency, WARMUP, duration, 200, request).await
+}
+
+/// Runs A, B, B, A and merges each pair, so a drift in the machine's load hits both alike.
+async fn abba<A, B, FA, FB>(a: A, b: B) -> anyhow::Result<(LoadResult, LoadResult)>
+where
+    A: Fn() -> FA,
+    B: Fn() -> FB,
+    FA: std::future::Future<Output = anyhow::Result<LoadResult>>,
+    FB: std::future::Future<Output = anyhow::Result<LoadResult>>,
+{
+    let a1 = a().await?;
+    let b1 = b().await?;
+    let b2 = b().await?;
+    let a2 = a().await?;
+    Ok((merge(a1, a2), merge(b1, b2)))
+}
+
+/// A rate measured outside the load generator, as a [`LoadResult`] without latencies.
+fn rate(per_second: f64, duration: Duration) -> LoadResult {
+    let seconds = duration.as_secs_f64();
+    LoadResult {
+        requests: (per_second * seconds).round() as u64,
+        sent_in_all: 0,
+        failures: 0,
+        seconds,
+        per_second,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+    }
+}
+
+/// Sums two runs; latency percentiles are the worse of the two.
+fn merge(x: LoadResult, y: LoadResult) -> LoadResult {
+    let requests = x.requests + y.requests;
+    let seconds = x.seconds + y.seconds;
+    LoadResult {
+        requests,
+        sent_in_all: x.sent_in_all + y.sent_in_all,
+        failures: x.failures + y.failures,
+        seconds,
+        per_second: requests as f64 / seconds,
+        p50_ms: x.p50_ms.max(y.p50_ms),
+        p99_ms: x.p99_ms.max(y.p99_ms),
+    }
+}
+
+/// The SDK's `verify_session` in a loop against the bare load generator on the same endpoint.
+async fn sdk_against_tool(
+    served: &Served,
+    tokens: &Arc<Vec<String>>,
+    args: &Args,
+) -> anyhow::Result<(LoadResult, LoadResult)> {
+    eprintln!("SDK against the load generator");
+    let client = Client::builder()
+        .base_url(&format!("{}/api", served.base))?
+        .oauth_client_credentials(seed::CLIENT_ID, SecretString::from(seed::SECRET))
+        .build()?;
+    let bearer = api_token(&served.base).await?;
+    let raw = verify_request(&served.base, &bearer, tokens);
+    let sdk_call = {
+        let tokens = tokens.clone();
+        let next = Arc::new(AtomicUsize::new(0));
+        move |_| {
+            let controller = client.session_management();
+            let token = SessionToken::new(
+                tokens[next.fetch_add(1, Ordering::Relaxed) % tokens.len()].clone(),
+            );
+            async move { controller.verify_session(&token).await.is_ok() }
+        }
+    };
+    let sdk_call = Arc::new(sdk_call);
+    abba(
+        || {
+            let call = sdk_call.clone();
+            async move {
+                Ok(load::run_calls(args.concurrency, WARMUP, half(args), move |w| call(w)).await)
+            }
+        },
+        || async { Ok(load::run(args.concurrency, WARMUP, half(args), 204, raw.clone()).await) },
+    )
+    .await
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    machine: Value,
+    argon2_memory_kib: u32,
+    small: Phase,
+    large: Phase,
+    sdk: LoadResult,
+    tool: LoadResult,
+    sdk_over_tool: f64,
+    burst: BurstResult,
+    seconds: f64,
+}
+
+impl Report {
+    fn print(&self, cores: usize) {
+        println!("| measure | 1k sessions | 1M sessions | goal |");
+        println!("|---|---|---|---|");
+        let (s, l) = (&self.small, &self.large);
+        println!(
+            "| live sessions | {} | {} | |",
+            s.live_sessions, l.live_sessions
+        );
+        println!(
+            "| raw argon2id hashes/s, {cores} threads | {:.1} | {:.1} | |",
+            s.argon2_hashes_per_s, l.argon2_hashes_per_s
+        );
+        println!(
+            "| logins/s | {:.1} | {:.1} | |",
+            s.logins.per_second, l.logins.per_second
+        );
+        println!(
+            "| logins/s ÷ argon2id hashes/s | **{:.2}** | **{:.2}** | ≥ 0.90 |",
+            s.logins_over_argon2, l.logins_over_argon2
+        );
+        println!(
+            "| /healthz req/s | {:.0} | {:.0} | |",
+            s.healthz.per_second, l.healthz.per_second
+        );
+        println!(
+            "| /auth/verify req/s | {:.0} | {:.0} | |",
+            s.verify.per_second, l.verify.per_second
+        );
+        println!(
+            "| /auth/verify ÷ /healthz | **{:.2}** | **{:.2}** | ≥ 0.80 |",
+            s.verify_over_healthz, l.verify_over_healthz
+        );
+        println!(
+            "| /auth/verify p50 / p99 ms | {:.2} / {:.2} | {:.2} / {:.2} | p99 < 5 |",
+            s.verify.p50_ms, s.verify.p99_ms, l.verify.p50_ms, l.verify.p99_ms
+        );
+        println!(
+            "| verify p99 1M ÷ 1k | | **{:.2}** | ≤ 1.5 |",
+            l.verify.p99_ms / s.verify.p99_ms
+        );
+        println!(
+            "| failures (logins, healthz, verify) | {}, {}, {} | {}, {}, {} | 0 |",
+            s.logins.failures,
+            s.healthz.failures,
+            s.verify.failures,
+            l.logins.failures,
+            l.healthz.failures,
+            l.verify.failures
+        );
+        let b = &self.burst;
+        let budget = cores as f64 * f64::from(self.argon2_memory_kib) / 1024.0 + 64.0;
+        println!();
+        println!("| burst of {} logins at once | value | goal |", b.logins);
+        println!("|---|---|---|");
+        println!(
+            "| peak RSS MiB (before: {:.1}) | **{:.1}** | ≤ {budget:.1} |",
+            b.rss_before_mib, b.peak_rss_mib
+        );
+        println!(
+            "| succeeded / shed (503) / other | {} / {} / {} | |",
+            b.succeeded, b.shed, b.other
+        );
+        println!(
+            "| shed answer p50 / p99 / max ms | {:.1} / {:.1} / {:.1} | |",
+            b.shed_p50_ms, b.shed_p99_ms, b.shed_max_ms
+        );
+        println!("| all answered after ms | {:.0} | |", b.all_answered_ms);
+        println!();
+        println!(
+            "SDK verify_session calls/s {:.0} ÷ load generator {:.0} = **{:.2}** (goal ≥ 0.80)",
+            self.sdk.per_second, self.tool.per_second, self.sdk_over_tool
+        );
+        println!("total time {:.0} s", self.seconds);
+    }
+}
+
+fn machine(cores: usize) -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    json!({ "cores": cores, "cpu": cpu, "os": std::env::consts::OS })
+}

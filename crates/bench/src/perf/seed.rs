@@ -1,0 +1,106 @@
+//! The benchmark's database: one OAuth client, users with the live argon2 parameters, and
+//! sessions written in bulk (a million logins would take hours of argon2).
+
+use std::path::Path;
+
+use m2m_session_server::crypto::{Argon2Settings, SessionToken};
+use m2m_session_server::domain::{NewClient, NewUser};
+use m2m_session_server::open_admin;
+use m2m_session_server::time::Timestamp;
+use secrecy::SecretString;
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+
+pub const CLIENT_ID: &str = "bench";
+pub const SECRET: &str = "bench-secret-0123456789";
+pub const PASSWORD: &str = "bench password 0123456789";
+
+pub fn username(i: usize) -> String {
+    format!("bench-user-{i}")
+}
+
+/// Creates the client and `users` users through the admin façade, hashing as the server will.
+pub async fn users(database: &Path, users: usize, argon2: Argon2Settings) -> anyhow::Result<()> {
+    let admin = open_admin(&database.display().to_string(), argon2).await?;
+    let now = Timestamp::now();
+    admin
+        .add_client(
+            NewClient {
+                client_id: CLIENT_ID.into(),
+                secret: Some(SecretString::from(SECRET)),
+                scopes: vec![],
+            },
+            now,
+        )
+        .await?;
+    for i in 0..users {
+        admin
+            .add_user(
+                NewUser {
+                    username: username(i),
+                    account: Some(format!("account-{}", i % 7)),
+                    password: Some(SecretString::from(PASSWORD)),
+                },
+                now,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Inserts `known` sessions whose tokens are returned, then `filler` more with random digests
+/// (indistinguishable to the store), all live and spread over the users, in one transaction.
+pub async fn sessions(
+    database: &Path,
+    users: usize,
+    known: usize,
+    filler: usize,
+) -> anyhow::Result<Vec<String>> {
+    let options = SqliteConnectOptions::new().filename(database);
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    let now = Timestamp::now().0;
+    let mut tx = conn.begin().await?;
+    let mut tokens = Vec::with_capacity(known);
+    for i in 0..known {
+        let token = SessionToken::generate();
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
+             VALUES (?, lower(hex(randomblob(8))), ?, ?, ?, ?)",
+        )
+        .bind(token.digest().as_bytes().to_vec())
+        .bind(username(i % users))
+        .bind(CLIENT_ID)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tokens.push(token.expose().to_owned());
+    }
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?)
+         INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
+         SELECT randomblob(32), lower(hex(randomblob(8))), 'bench-user-' || (i % ?), ?, ?, ?
+         FROM n",
+    )
+    .bind(i64::try_from(filler)?)
+    .bind(i64::try_from(users)?)
+    .bind(CLIENT_ID)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    conn.close().await?;
+    Ok(tokens)
+}
+
+/// Live sessions in the store, as the server will see them.
+pub async fn count_sessions(database: &Path) -> anyhow::Result<i64> {
+    let options = SqliteConnectOptions::new().filename(database);
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    let n = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(n)
+}
