@@ -57,6 +57,73 @@ pub enum Command {
     Session(SessionCommand),
     /// Read the audit log
     Audit(AuditArgs),
+    /// Log in to a running server; prints the session token
+    #[command(after_help = CLIENT_HELP)]
+    Login(LoginArgs),
+    /// End a session (M2M_SESSION_TOKEN or --token-stdin); prints nothing
+    #[command(after_help = CLIENT_HELP)]
+    Logout(LogoutArgs),
+    /// Reset a password; prints the new, server-generated one
+    #[command(after_help = CLIENT_HELP)]
+    ResetPassword(ResetPasswordArgs),
+}
+
+/// What every client command shares in `--help`.
+const CLIENT_HELP: &str = "\
+Secrets are read from the environment, never from flags: M2M_CLIENT_SECRET, M2M_PASSWORD (or \
+--password-stdin) and M2M_SESSION_TOKEN (or --token-stdin).
+
+Exit codes: 0 success; 1 other failure (configuration, connection, unexpected answer); 2 usage; \
+3 invalid credentials (user or OAuth client); 4 user locked; 5 session expired or unknown; \
+6 server busy or throttling (retry later).";
+
+/// Where the server is and which OAuth client calls it.
+#[derive(Debug, Clone, Args)]
+pub struct RemoteArgs {
+    /// API base URL, including /api
+    #[arg(
+        long,
+        env = "M2M_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080/api"
+    )]
+    pub url: String,
+    /// OAuth client id (its secret: M2M_CLIENT_SECRET)
+    #[arg(long, env = "M2M_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Username
+    #[arg(long, env = "M2M_USERNAME", value_name = "NAME")]
+    pub username: Option<String>,
+    /// Read the password from the first line of stdin instead of M2M_PASSWORD
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogoutArgs {
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Read the session token from the first line of stdin instead of M2M_SESSION_TOKEN
+    #[arg(long)]
+    pub token_stdin: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResetPasswordArgs {
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// Username, to log in first when M2M_SESSION_TOKEN is not set (that session is ended after)
+    #[arg(long, env = "M2M_USERNAME", value_name = "NAME")]
+    pub username: Option<String>,
+    /// Read the current password from the first line of stdin instead of M2M_PASSWORD
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 #[derive(Debug, Clone, Default, Args)]

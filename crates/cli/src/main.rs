@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -31,28 +31,47 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let file = settings::FileConfig::load(cli.config.as_deref())?;
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let file = || settings::FileConfig::load(cli.config.as_deref());
     match &cli.command {
         Command::Serve(serve) => {
+            let file = file()?;
             commands::init_logging("info,sqlx=warn,tower_http=info");
-            commands::serve::run(settings::server_config(&cli, serve, &file)?).await
+            commands::serve::run(settings::server_config(&cli, serve, &file)?).await?;
         }
         Command::User(cmd) => {
+            let file = file()?;
             commands::init_logging("warn");
-            commands::user::run(&cli, &file, cmd).await
+            commands::user::run(&cli, &file, cmd).await?;
         }
         Command::Client(cmd) => {
+            let file = file()?;
             commands::init_logging("warn");
-            commands::client::run(&cli, &file, cmd).await
+            commands::client::run(&cli, &file, cmd).await?;
         }
         Command::Session(cmd) => {
+            let file = file()?;
             commands::init_logging("warn");
-            commands::session::run(&cli, &file, cmd).await
+            commands::session::run(&cli, &file, cmd).await?;
         }
         Command::Audit(args) => {
+            let file = file()?;
             commands::init_logging("warn");
-            commands::audit::run(&cli, &file, args).await
+            commands::audit::run(&cli, &file, args).await?;
+        }
+        // The client commands report their own errors, with exit codes of their own.
+        Command::Login(args) => {
+            commands::init_logging("warn");
+            return Ok(commands::remote::login(args).await);
+        }
+        Command::Logout(args) => {
+            commands::init_logging("warn");
+            return Ok(commands::remote::logout(args).await);
+        }
+        Command::ResetPassword(args) => {
+            commands::init_logging("warn");
+            return Ok(commands::remote::reset_password(args).await);
         }
     }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod client;
+pub mod remote;
 pub mod serve;
 pub mod session;
 pub mod user;

@@ -3,6 +3,7 @@
 
 mod admin_commands;
 mod binary;
+mod client_commands;
 mod crash;
 mod multi_node;
 mod serve;

@@ -1,0 +1,182 @@
+//! `login`, `logout` and `reset-password`: the CLI as a client of a running server, through the
+//! SDK. Stdout carries the one result (a token, a password) and nothing else, so that scripts can
+//! capture it; everything else goes to stderr, and the exit code says what went wrong.
+//!
+//! Secrets come from the environment or stdin, never from flags: a flag's value shows in `ps`
+//! and, through clap's `env`, in `--help`.
+
+use std::process::ExitCode;
+
+use m2m_session_client::{
+    Client, Error, ErrorCode, LogInRequest, SessionResetPasswordRequest, SessionToken,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::read_secret_line;
+use crate::args::{LoginArgs, LogoutArgs, RemoteArgs, ResetPasswordArgs};
+
+/// Exit codes of the client commands (documented in the README and in `--help`).
+pub mod exit {
+    pub const OTHER: u8 = 1;
+    pub const INVALID_CREDENTIALS: u8 = 3;
+    pub const LOCKED: u8 = 4;
+    pub const SESSION_INVALID: u8 = 5;
+    pub const UNAVAILABLE: u8 = 6;
+}
+
+pub async fn login(args: &LoginArgs) -> ExitCode {
+    report(async {
+        let client = client(&args.remote)?;
+        let password = password(args.password_stdin)?;
+        let token = start(&client, &username(args.username.as_deref())?, &password).await?;
+        println!("{}", token.expose_secret());
+        Ok(())
+    })
+    .await
+}
+
+pub async fn logout(args: &LogoutArgs) -> ExitCode {
+    report(async {
+        let client = client(&args.remote)?;
+        let token = session_token(args.token_stdin)?.ok_or_else(|| {
+            Failure::Usage("no session token: set M2M_SESSION_TOKEN or pass --token-stdin".into())
+        })?;
+        client
+            .session_management()
+            .end_connectivity_management_session(&token)
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Resets with the given session, or with one opened (and closed again) for the purpose.
+pub async fn reset_password(args: &ResetPasswordArgs) -> ExitCode {
+    report(async {
+        let client = client(&args.remote)?;
+        let password = password(args.password_stdin)?;
+        let (token, temporary) = match session_token(false)? {
+            Some(token) => (token, false),
+            None => {
+                let user = username(args.username.as_deref())?;
+                (start(&client, &user, &password).await?, true)
+            }
+        };
+        let sessions = client.session_management();
+        let body = SessionResetPasswordRequest::new(password.expose_secret());
+        let reset = sessions
+            .reset_connectivity_management_password(&token, &body)
+            .await?;
+        let new_password = reset
+            .result
+            .new_password
+            .ok_or_else(|| Failure::Usage("the server answered without a new password".into()))?;
+        // Printed before the logout: whatever happens next, the new password must not be lost.
+        println!("{new_password}");
+        if temporary && let Err(e) = sessions.end_connectivity_management_session(&token).await {
+            eprintln!("warning: the temporary session was not ended: {e}");
+        }
+        Ok(())
+    })
+    .await
+}
+
+enum Failure {
+    Usage(String),
+    Client(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self::Client(e)
+    }
+}
+
+async fn report(work: impl Future<Output = Result<(), Failure>>) -> ExitCode {
+    match work.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(exit::OTHER)
+        }
+        Err(Failure::Client(e)) => {
+            match e.error_code() {
+                Some(code) => eprintln!("error: {code}: {e}"),
+                None => eprintln!("error: {e}"),
+            }
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &Error) -> u8 {
+    let status = e.status().map(|s| s.as_u16());
+    match e.known_code() {
+        Some(ErrorCode::InvalidCredentials) => exit::INVALID_CREDENTIALS,
+        Some(ErrorCode::Locked) => exit::LOCKED,
+        Some(ErrorCode::SessionTokenExpired) => exit::SESSION_INVALID,
+        _ if matches!(e, Error::OAuth { .. }) && status == Some(401) => exit::INVALID_CREDENTIALS,
+        _ if matches!(status, Some(429 | 503)) => exit::UNAVAILABLE,
+        _ => exit::OTHER,
+    }
+}
+
+fn client(remote: &RemoteArgs) -> Result<Client, Failure> {
+    let secret = std::env::var("M2M_CLIENT_SECRET")
+        .map_err(|_| Failure::Usage("M2M_CLIENT_SECRET is not set".into()))?;
+    let client_id = remote
+        .client_id
+        .clone()
+        .ok_or_else(|| Failure::Usage("no client id: set M2M_CLIENT_ID or --client-id".into()))?;
+    Ok(Client::builder()
+        .base_url(&remote.url)?
+        .oauth_client_credentials(client_id, SecretString::from(secret))
+        .build()?)
+}
+
+fn username(given: Option<&str>) -> Result<String, Failure> {
+    given
+        .map(str::to_owned)
+        .ok_or_else(|| Failure::Usage("no username: set M2M_USERNAME or --username".into()))
+}
+
+fn password(from_stdin: bool) -> Result<SecretString, Failure> {
+    if from_stdin {
+        return read_secret_line("password").map_err(|e| Failure::Usage(format!("{e:#}")));
+    }
+    std::env::var("M2M_PASSWORD")
+        .map(SecretString::from)
+        .map_err(|_| {
+            Failure::Usage("no password: set M2M_PASSWORD or pass --password-stdin".into())
+        })
+}
+
+fn session_token(from_stdin: bool) -> Result<Option<SessionToken>, Failure> {
+    if from_stdin {
+        let token =
+            read_secret_line("session token").map_err(|e| Failure::Usage(format!("{e:#}")))?;
+        return Ok(Some(SessionToken::new(token.expose_secret().to_owned())));
+    }
+    Ok(std::env::var("M2M_SESSION_TOKEN")
+        .ok()
+        .map(SessionToken::new))
+}
+
+async fn start(
+    client: &Client,
+    username: &str,
+    password: &SecretString,
+) -> Result<SessionToken, Failure> {
+    let login = client
+        .session_management()
+        .start_connectivity_management_session(Some(&LogInRequest::new(
+            username,
+            password.expose_secret(),
+        )))
+        .await?;
+    let token = login
+        .result
+        .session_token
+        .ok_or_else(|| Failure::Usage("the server answered without a session token".into()))?;
+    Ok(SessionToken::new(token))
+}
