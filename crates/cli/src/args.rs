@@ -24,8 +24,21 @@ pub struct Cli {
     #[command(flatten)]
     pub argon2: Argon2Args,
 
+    /// Log lines on stderr as `text` or `json` (one object per line, with the request id of
+    /// the request they belong to) [default: text]
+    #[arg(long, global = true, env = "M2M_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Hash cost; global because `user add` and `client add` hash too and must match the server.

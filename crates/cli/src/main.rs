@@ -32,46 +32,36 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let file = || settings::FileConfig::load(cli.config.as_deref());
+    let client_command = matches!(
+        cli.command,
+        Command::Login(_) | Command::Logout(_) | Command::ResetPassword(_)
+    );
+    // The client commands read no configuration file: they are configured like the SDK.
+    let file = if client_command {
+        settings::FileConfig::default()
+    } else {
+        settings::FileConfig::load(cli.config.as_deref())?
+    };
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,sqlx=warn,tower_http=info",
+        _ => "warn",
+    };
+    commands::init_logging(
+        default_filter,
+        cli.log_format.or(file.log_format).unwrap_or_default(),
+    );
     match &cli.command {
         Command::Serve(serve) => {
-            let file = file()?;
-            commands::init_logging("info,sqlx=warn,tower_http=info");
             commands::serve::run(settings::server_config(&cli, serve, &file)?).await?;
         }
-        Command::User(cmd) => {
-            let file = file()?;
-            commands::init_logging("warn");
-            commands::user::run(&cli, &file, cmd).await?;
-        }
-        Command::Client(cmd) => {
-            let file = file()?;
-            commands::init_logging("warn");
-            commands::client::run(&cli, &file, cmd).await?;
-        }
-        Command::Session(cmd) => {
-            let file = file()?;
-            commands::init_logging("warn");
-            commands::session::run(&cli, &file, cmd).await?;
-        }
-        Command::Audit(args) => {
-            let file = file()?;
-            commands::init_logging("warn");
-            commands::audit::run(&cli, &file, args).await?;
-        }
+        Command::User(cmd) => commands::user::run(&cli, &file, cmd).await?,
+        Command::Client(cmd) => commands::client::run(&cli, &file, cmd).await?,
+        Command::Session(cmd) => commands::session::run(&cli, &file, cmd).await?,
+        Command::Audit(args) => commands::audit::run(&cli, &file, args).await?,
         // The client commands report their own errors, with exit codes of their own.
-        Command::Login(args) => {
-            commands::init_logging("warn");
-            return Ok(commands::remote::login(args).await);
-        }
-        Command::Logout(args) => {
-            commands::init_logging("warn");
-            return Ok(commands::remote::logout(args).await);
-        }
-        Command::ResetPassword(args) => {
-            commands::init_logging("warn");
-            return Ok(commands::remote::reset_password(args).await);
-        }
+        Command::Login(args) => return Ok(commands::remote::login(args).await),
+        Command::Logout(args) => return Ok(commands::remote::logout(args).await),
+        Command::ResetPassword(args) => return Ok(commands::remote::reset_password(args).await),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use m2m_session_server::ServerConfig;
 use m2m_session_server::crypto::Argon2Settings;
 use serde::Deserialize;
 
-use crate::args::{Argon2Args, Cli, ServeArgs};
+use crate::args::{Argon2Args, Cli, LogFormat, ServeArgs};
 
 /// The config file: the same keys as the long flags, with underscores.
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +34,7 @@ pub struct FileConfig {
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl FileConfig {

@@ -73,11 +73,20 @@ impl fmt::Display for ApiError {
         {
             write!(f, ": {msg}")?;
         }
+        if let Some(id) = self.request_id() {
+            write!(f, " (request id {id})")?;
+        }
         Ok(())
     }
 }
 
 impl ApiError {
+    /// The server's `X-Request-Id` for this answer: quote it when reporting a problem, it is
+    /// in the server's log lines of the request.
+    pub fn request_id(&self) -> Option<&str> {
+        request_id(&self.headers)
+    }
+
     /// `errorCode` of the body, or the gateway fault's code.
     pub fn error_code(&self) -> Option<&str> {
         self.result
@@ -88,6 +97,15 @@ impl ApiError {
 }
 
 impl Error {
+    /// The server's `X-Request-Id`, when the error is an answer that carried one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Api(e) => e.request_id(),
+            Self::UndecodableResponse { headers, .. } => request_id(headers),
+            _ => None,
+        }
+    }
+
     /// The service's `errorCode` (or gateway fault code), if the service answered with one.
     pub fn error_code(&self) -> Option<&str> {
         match self {
@@ -132,4 +150,8 @@ impl Error {
             _ => self.status().is_some_and(super::retry::is_retryable_status),
         }
     }
+}
+
+fn request_id(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok())
 }

@@ -12,17 +12,21 @@ use m2m_session_server::domain::Admin;
 use secrecy::SecretString;
 use tracing_subscriber::EnvFilter;
 
-use crate::args::Cli;
+use crate::args::{Cli, LogFormat};
 use crate::settings::{self, FileConfig};
 
 /// Logs to stderr; `RUST_LOG` overrides the command's default level.
-pub fn init_logging(default: &str) {
+pub fn init_logging(default: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 pub async fn admin(cli: &Cli, file: &FileConfig) -> anyhow::Result<Admin> {

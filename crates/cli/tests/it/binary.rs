@@ -93,7 +93,10 @@ impl Served {
             for line in BufReader::new(stderr).lines() {
                 let line = line.unwrap_or_default();
                 if let Some(pos) = line.find("listening on ") {
-                    let _ = tx.send(line[pos + "listening on ".len()..].trim().to_owned());
+                    // Up to the end of the word: a JSON log line goes on with `",...`.
+                    let rest = &line[pos + "listening on ".len()..];
+                    let addr = rest.split(['"', ' ']).next().unwrap_or_default();
+                    let _ = tx.send(addr.trim().to_owned());
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);

@@ -171,3 +171,25 @@ fn sigterm_turns_readiness_off_first_then_stops_cleanly() {
     assert!(log.contains("no longer accepting connections"), "{log}");
     assert!(log.contains("stopped"), "{log}");
 }
+
+#[test]
+fn json_logs_carry_the_request_id_of_each_request() {
+    let env = Env::new();
+    let served = Served::start(&env, &["--log-format", "json"], "info,tower_http=debug");
+    let r = Client::new()
+        .get(served.url("/healthz"))
+        .header("X-Request-Id", "cli-test-42")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "cli-test-42");
+    let log = served.terminate();
+    let mut tagged = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        if entry["span"]["request_id"] == "cli-test-42" {
+            tagged += 1;
+        }
+    }
+    assert!(tagged > 0, "no log line carries the request id:\n{log}");
+}

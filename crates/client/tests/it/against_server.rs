@@ -62,6 +62,10 @@ async fn every_contract_error_is_typed() {
         .unwrap_err();
     assert!(e.is_invalid_credentials(), "{e}");
     assert_eq!(e.status().unwrap(), 400);
+    // The server's request id travels with the error, for reports.
+    let id = e.request_id().expect("no request id").to_owned();
+    assert_eq!(id.len(), 32, "{id}");
+    assert!(e.to_string().contains(&id), "{e}");
     let unknown = LogInRequest::new("nobody", "wrong-password");
     assert!(
         api.start_connectivity_management_session(Some(&unknown))

@@ -8,10 +8,12 @@ mod health;
 mod oauth_routes;
 pub mod openapi;
 pub mod parse;
+mod request_id;
 mod session_routes;
 mod verify_route;
 
 use axum::Router;
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use m2m_session_model::ErrorCode;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -91,7 +93,18 @@ pub fn router(state: AppState) -> Router {
             header::PRAGMA,
             HeaderValue::from_static("no-cache"),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = request.uri().path(),
+                    request_id = request_id::of(request),
+                )
+            }),
+        )
+        // Outside the trace layer, so that the span has the id.
+        .layer(axum::middleware::from_fn(request_id::assign))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             // `VZ-M2M-Token`, in the lower case `HeaderName` requires.

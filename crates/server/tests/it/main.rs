@@ -9,6 +9,7 @@ mod openapi;
 mod outage;
 mod persistence;
 mod read_cache;
+mod request_ids;
 mod security;
 mod store_conformance;
 mod support;
