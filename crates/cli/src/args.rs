@@ -177,6 +177,9 @@ pub struct ServeArgs {
     /// Password hashes that may wait for a worker; beyond it logins get 503 [default: 16 per CPU]
     #[arg(long, env = "M2M_ARGON2_QUEUE", value_name = "N")]
     pub argon2_queue: Option<usize>,
+    /// Serve /metrics on this address instead of on --listen, e.g. 127.0.0.1:9100 [default: none]
+    #[arg(long, env = "M2M_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// After SIGTERM, how long /readyz answers 503 while requests are still served [default: 2s]
     #[arg(long, env = "M2M_SHUTDOWN_DELAY", value_name = "DURATION")]
     pub shutdown_delay: Option<String>,

@@ -35,6 +35,7 @@ pub struct FileConfig {
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
     pub log_format: Option<LogFormat>,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl FileConfig {
@@ -83,6 +84,7 @@ pub fn server_config(
         argon2: argon2(&cli.argon2, file),
         ..ServerConfig::default()
     };
+    config.metrics_listen = serve.metrics_listen.or(file.metrics_listen);
     if let Some(listen) = serve.listen.or(file.listen) {
         config.listen = listen;
     }

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod http;
 mod server;
 pub mod store;
+pub mod telemetry;
 pub mod testing;
 pub mod time;
 

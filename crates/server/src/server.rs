@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use crate::clock::Clock;
 use crate::crypto::{Argon2Settings, CryptoError, PasswordHasher};
 use crate::domain::{Admin, Policy, SessionService};
-use crate::http::{AppState, DEFAULT_BODY_LIMIT, router};
+use crate::http::{AppState, DEFAULT_BODY_LIMIT, metrics_router, router};
 use crate::store::{self, Store, StoreError, StoreSettings};
 
 /// How often sessions idle past the timeout are deleted (expiry never waits for this).
@@ -20,6 +20,8 @@ const CLOCK_SYNC_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served instead of on `listen` (e.g. a port only the scraper reaches).
+    pub metrics_listen: Option<SocketAddr>,
     pub database: String,
     pub store: StoreSettings,
     pub policy: Policy,
@@ -42,6 +44,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             database: "sqlite://m2m-session.db".to_owned(),
             store: StoreSettings::default(),
             policy: Policy::default(),
@@ -72,6 +75,7 @@ pub enum StartError {
 /// A bound, ready server: the store is open and migrated, the port is taken.
 pub struct Server {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     service: SessionService,
     store: Arc<dyn Store>,
     clock: Clock,
@@ -84,6 +88,8 @@ pub struct Server {
 impl Server {
     /// Opens the store and binds the listener; nothing is served until [`Server::run`].
     pub async fn bind(config: &ServerConfig) -> Result<Self, StartError> {
+        // Recording starts with the first server of the process, not at the first scrape.
+        crate::telemetry::handle();
         let store = store::open(&config.database, &config.store).await?;
         let clock = Clock::default();
         let offset = clock.sync(store.as_ref()).await?;
@@ -103,8 +109,17 @@ impl Server {
                     addr: config.listen,
                     source,
                 })?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let server = Self {
             listener,
+            metrics_listener,
             service,
             store,
             clock,
@@ -139,13 +154,26 @@ impl Server {
         let purge = tokio::spawn(purge_loop(self.service.clone(), self.clock.clone()));
         let sync = tokio::spawn(clock_sync_loop(self.store.clone(), self.clock.clone()));
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let app = router(AppState {
+        let state = AppState {
             service: self.service.clone(),
             clock: self.clock.clone(),
             body_limit: self.body_limit,
             trusted_proxies: self.trusted_proxies.clone(),
             draining: draining.clone(),
-        });
+            serves_metrics: self.metrics_listener.is_none(),
+        };
+        // Metrics stay up until the main listener has drained: a scrape may watch the drain.
+        let metrics = match self.metrics_listener {
+            Some(listener) => {
+                tracing::info!("metrics on {}", listener.local_addr()?);
+                let app = metrics_router(state.clone());
+                Some(tokio::spawn(
+                    async move { axum::serve(listener, app).await },
+                ))
+            }
+            None => None,
+        };
+        let app = router(state);
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let delay = self.shutdown_delay;
         let stop_accepting = async move {
@@ -177,6 +205,9 @@ impl Server {
         };
         purge.abort();
         sync.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         self.store.close().await;
         tracing::info!("stopped");
         result

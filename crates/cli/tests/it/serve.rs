@@ -193,3 +193,38 @@ fn json_logs_carry_the_request_id_of_each_request() {
     }
     assert!(tagged > 0, "no log line carries the request id:\n{log}");
 }
+
+#[test]
+fn metrics_listen_moves_metrics_off_the_main_listener() {
+    let env = Env::new();
+    let served = Served::start(&env, &["--metrics-listen", "127.0.0.1:0"], "info");
+    let mut addr = None;
+    for _ in 0..50 {
+        let log = served.log.lock().unwrap().clone();
+        if let Some(pos) = log.find("metrics on ") {
+            let rest = &log[pos + "metrics on ".len()..];
+            addr = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let addr = addr.expect("the metrics address was never logged");
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let http = Client::new();
+    let r = http.get(format!("http://{addr}/metrics")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains("lockouts_total"));
+    assert_eq!(
+        http.get(served.url("/metrics")).send().unwrap().status(),
+        404
+    );
+    // The operations stay on the main listener only.
+    assert_eq!(
+        http.get(format!("http://{addr}/healthz"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    served.terminate();
+}

@@ -273,11 +273,13 @@ impl PasswordHasher {
         _admission: &Admission,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, CryptoError> {
+        let waiting = std::time::Instant::now();
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| CryptoError::Worker)?;
+        metrics::histogram!("argon2_queue_wait_seconds").record(waiting.elapsed().as_secs_f64());
         tokio::task::spawn_blocking(job)
             .await
             .map_err(|_| CryptoError::Worker)

@@ -82,6 +82,8 @@ impl SessionService {
         now: Timestamp,
     ) -> Result<SessionToken, DomainError> {
         let result = self.login_unaudited(ctx, username, password, now).await;
+        metrics::counter!("login_total", "result" => AuditOutcome::of(&result).as_str())
+            .increment(1);
         self.audit(
             now,
             AuditEvent::Login,
@@ -327,6 +329,7 @@ impl SessionService {
             .map_or(Timestamp::NEVER, |d| now.plus(d));
         let outcome = AttemptOutcome::Failed { lock_until };
         if let Some(until) = self.finish_attempt(attempt, outcome, now).await? {
+            metrics::counter!("lockouts_total").increment(1);
             tracing::warn!(
                 username = attempt.username,
                 until = %until.to_rfc3339(),

@@ -146,8 +146,14 @@ impl From<DomainError> for AppError {
                 "The Idempotency-Key must be 1 to 255 printable ASCII characters.",
             ),
             DomainError::Store(StoreError::Unavailable(reason)) => {
+                metrics::counter!("store_errors_total").increment(1);
                 tracing::warn!(%reason, "store unavailable");
                 Self::unavailable()
+            }
+            DomainError::Store(other) => {
+                metrics::counter!("store_errors_total").increment(1);
+                tracing::error!(error = %other, "store failed");
+                Self::internal()
             }
             other => {
                 tracing::error!(error = %other, "request failed unexpectedly");

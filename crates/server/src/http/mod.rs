@@ -5,6 +5,7 @@ mod client_ip;
 mod error;
 mod extract;
 mod health;
+mod metrics_route;
 mod oauth_routes;
 pub mod openapi;
 pub mod parse;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
     /// Set when shutdown has begun: `/readyz` then answers 503.
     pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Whether this listener serves `/metrics` (not when a metrics listener of its own is set).
+    pub serves_metrics: bool,
 }
 
 impl AppState {
@@ -49,8 +52,19 @@ impl AppState {
             body_limit: DEFAULT_BODY_LIMIT,
             trusted_proxies: std::sync::Arc::default(),
             draining: std::sync::Arc::default(),
+            serves_metrics: true,
         }
     }
+}
+
+/// The router of `--metrics-listen`: `/metrics` alone.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics_route::metrics))
+        .with_state(AppState {
+            serves_metrics: true,
+            ..state
+        })
 }
 
 /// Declares every route once: the router is built from this, and [`ROUTES`] lists them for the
@@ -76,11 +90,13 @@ routes! {
     get "/healthz" => health::healthz,
     get "/readyz" => health::readyz,
     get "/api/openapi.json" => openapi::serve,
+    get "/metrics" => metrics_route::metrics,
 }
 
 /// The whole HTTP surface on one router.
 pub fn router(state: AppState) -> Router {
     add_routes(Router::new())
+        .route_layer(axum::middleware::from_fn(metrics_route::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -155,6 +155,18 @@ fn verify() {}
 fn healthz() {}
 
 #[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format (version 0.0.4)", body = String,
+            content_type = "text/plain"),
+        (status = 404, description = "The embedding program records metrics itself", body = String,
+            content_type = "text/plain"),
+    )
+)]
+#[allow(dead_code)]
+fn metrics() {}
+
+#[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "The store answers", body = Status),
@@ -194,7 +206,10 @@ impl Modify for SecuritySchemes {
         title = "m2m-session",
         description = "ThingSpace-compatible Connectivity Management session service"
     ),
-    paths(token, revoke, login, logout, reset_password, verify, healthz, readyz, openapi_json),
+    paths(
+        token, revoke, login, logout, reset_password, verify, healthz, readyz, metrics,
+        openapi_json
+    ),
     components(schemas(
         LogInRequest, LogInResult, LogOutRequest, SessionResetPasswordRequest,
         SessionResetPasswordResult, ConnectivityManagementResult, TokenResponse,

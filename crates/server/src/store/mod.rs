@@ -148,6 +148,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, digest: &TokenDigest) -> StoreResult<bool>;
     /// Deletes sessions last used before `cutoff`; returns how many.
     async fn purge_sessions_idle_since(&self, cutoff: Timestamp) -> StoreResult<u64>;
+    /// Sessions last used at or after `since`: the live ones, given the idle timeout.
+    async fn count_sessions_used_since(&self, since: Timestamp) -> StoreResult<u64>;
     /// All sessions, or one user's, oldest first.
     async fn list_sessions(&self, username: Option<&str>) -> StoreResult<Vec<SessionRecord>>;
     /// Deletes every session of a user; returns how many.

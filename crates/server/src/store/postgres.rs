@@ -588,6 +588,15 @@ impl Store for PostgresStore {
             .map_err(map_err)
     }
 
+    async fn count_sessions_used_since(&self, since: Timestamp) -> StoreResult<u64> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions WHERE last_used_at >= $1")
+            .bind(since.0)
+            .fetch_one(&self.pool)
+            .await
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(map_err)
+    }
+
     async fn list_sessions(&self, username: Option<&str>) -> StoreResult<Vec<SessionRecord>> {
         sqlx::query(
             "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username

@@ -414,6 +414,20 @@ pub async fn sessions_touch_delete_and_purge(store: Arc<dyn Store>) {
     );
     let found = store.find_session(&s.token_digest).await.unwrap().unwrap();
     assert_eq!(found.last_used_at, T0.plus(mins(5)));
+    assert_eq!(
+        store
+            .count_sessions_used_since(T0.plus(mins(5)))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .count_sessions_used_since(T0.plus(mins(6)))
+            .await
+            .unwrap(),
+        0
+    );
     let idle = session("erin", "c1");
     store.insert_session(&idle).await.unwrap();
     assert_eq!(

@@ -1,0 +1,63 @@
+//! `GET /metrics` (Prometheus text format) and the layer that counts every routed request.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::telemetry;
+
+/// Counts and times each request by its route template (never the raw path: bounded labels).
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = [
+        ("route", route),
+        ("method", method),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    if !state.serves_metrics {
+        return super::not_found().await.into_response();
+    }
+    let Some(handle) = telemetry::handle() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are recorded by the embedding program",
+        )
+            .into_response();
+    };
+    let now = state.clock.now();
+    let idle_since = now.minus(state.service.policy().session_idle_timeout);
+    match state
+        .service
+        .store()
+        .count_sessions_used_since(idle_since)
+        .await
+    {
+        Ok(n) => metrics::gauge!("active_sessions").set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "counting active sessions for /metrics failed"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
