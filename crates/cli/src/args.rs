@@ -70,6 +70,9 @@ pub enum Command {
     Session(SessionCommand),
     /// Read the audit log
     Audit(AuditArgs),
+    /// Check the configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Log in to a running server; prints the session token
     #[command(after_help = CLIENT_HELP)]
     Login(LoginArgs),
@@ -81,10 +84,18 @@ pub enum Command {
     ResetPassword(ResetPasswordArgs),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration `serve` would run with (the same flags, M2M_* variables and
+    /// --config file) and print it as TOML, secrets redacted
+    Check(Box<ServeArgs>),
+}
+
 /// What every client command shares in `--help`.
 const CLIENT_HELP: &str = "\
 Secrets are read from the environment, never from flags: M2M_CLIENT_SECRET, M2M_PASSWORD (or \
---password-stdin) and M2M_SESSION_TOKEN (or --token-stdin).
+--password-stdin) and M2M_SESSION_TOKEN (or --token-stdin); each also as NAME_FILE, the path of \
+a file holding it.
 
 Exit codes: 0 success; 1 other failure (configuration, connection, unexpected answer); 2 usage; \
 3 invalid credentials (user or OAuth client); 4 user locked; 5 session expired or unknown; \

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, ConfigCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -58,6 +58,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Client(cmd) => commands::client::run(&cli, &file, cmd).await?,
         Command::Session(cmd) => commands::session::run(&cli, &file, cmd).await?,
         Command::Audit(args) => commands::audit::run(&cli, &file, args).await?,
+        Command::Config(ConfigCommand::Check(serve)) => {
+            commands::config::check(&cli, serve, &file)?
+        }
         // The client commands report their own errors, with exit codes of their own.
         Command::Login(args) => return Ok(commands::remote::login(args).await),
         Command::Logout(args) => return Ok(commands::remote::logout(args).await),

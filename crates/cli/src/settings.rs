@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 use crate::args::{Argon2Args, Cli, LogFormat, ServeArgs};
 
-/// The config file: the same keys as the long flags, with underscores.
+/// The config file: the same keys as the long flags, with underscores
+/// (`m2m-session.example.toml` lists them all).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub database: Option<String>,
@@ -36,6 +36,10 @@ pub struct FileConfig {
     pub argon2_parallelism: Option<u32>,
     pub log_format: Option<LogFormat>,
     pub metrics_listen: Option<SocketAddr>,
+    /// Keys this version does not know: warned about, not fatal, so that one file can serve
+    /// several versions during an upgrade.
+    #[serde(flatten)]
+    pub unknown: std::collections::BTreeMap<String, toml::Value>,
 }
 
 impl FileConfig {
@@ -45,15 +49,39 @@ impl FileConfig {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        // Logging is not set up yet: this goes straight to stderr.
+        for key in config.unknown.keys() {
+            eprintln!("warning: {}: unknown key {key:?} ignored", path.display());
+        }
+        Ok(config)
     }
 }
 
-pub fn database(cli: &Cli, file: &FileConfig) -> String {
-    cli.database
-        .clone()
+/// `NAME`, else the contents of the file named by `NAME_FILE` (without its final line end),
+/// the usual way to hand a secret to a container.
+pub fn env_or_file(name: &str) -> anyhow::Result<Option<String>> {
+    if let Ok(value) = std::env::var(name) {
+        return Ok(Some(value));
+    }
+    let Ok(path) = std::env::var(format!("{name}_FILE")) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {name}_FILE {path}"))?;
+    Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
+}
+
+/// The database URL: flag or `M2M_DATABASE`, else `M2M_DATABASE_FILE` (a PostgreSQL URL holds
+/// a password), else the file, else the default.
+pub fn database(cli: &Cli, file: &FileConfig) -> anyhow::Result<String> {
+    if let Some(url) = &cli.database {
+        return Ok(url.clone());
+    }
+    Ok(env_or_file("M2M_DATABASE")?
         .or_else(|| file.database.clone())
-        .unwrap_or_else(|| ServerConfig::default().database)
+        .unwrap_or_else(|| ServerConfig::default().database))
 }
 
 pub fn argon2(args: &Argon2Args, file: &FileConfig) -> Argon2Settings {
@@ -80,7 +108,7 @@ pub fn server_config(
     file: &FileConfig,
 ) -> anyhow::Result<ServerConfig> {
     let mut config = ServerConfig {
-        database: database(cli, file),
+        database: database(cli, file)?,
         argon2: argon2(&cli.argon2, file),
         ..ServerConfig::default()
     };
@@ -234,6 +262,75 @@ mod tests {
         .unwrap_err();
         assert!(format!("{err:#}").contains("invalid session idle timeout"));
         assert!(serve_config(&["m2m-session", "serve", "--lockout-threshold", "0"], "").is_err());
-        assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
+        // Unknown keys are kept aside (and warned about), wrong types are errors.
+        let file: FileConfig = toml::from_str("nonsense = 1\nlockout_threshold = 3").unwrap();
+        assert_eq!(file.unknown.keys().collect::<Vec<_>>(), ["nonsense"]);
+        assert_eq!(file.lockout_threshold, Some(3));
+        assert!(toml::from_str::<FileConfig>("lockout_threshold = \"three\"").is_err());
+    }
+
+    #[test]
+    fn the_example_file_names_every_key() {
+        let example = include_str!("../../../m2m-session.example.toml");
+        // Exhaustive: a new key does not compile until it is listed here (and so checked).
+        let FileConfig {
+            listen: _,
+            database: _,
+            session_idle_timeout: _,
+            lockout_threshold: _,
+            lockout_duration: _,
+            session_max_lifetime: _,
+            max_sessions_per_user: _,
+            ip_failure_limit: _,
+            ip_failure_window: _,
+            trusted_proxies: _,
+            database_max_connections: _,
+            database_acquire_timeout: _,
+            session_touch_granularity: _,
+            argon2_queue: _,
+            shutdown_delay: _,
+            shutdown_timeout: _,
+            argon2_memory_kib: _,
+            argon2_iterations: _,
+            argon2_parallelism: _,
+            log_format: _,
+            metrics_listen: _,
+            unknown: _,
+        } = FileConfig::default();
+        let keys = [
+            "listen",
+            "database",
+            "session_idle_timeout",
+            "lockout_threshold",
+            "lockout_duration",
+            "session_max_lifetime",
+            "max_sessions_per_user",
+            "ip_failure_limit",
+            "ip_failure_window",
+            "trusted_proxies",
+            "database_max_connections",
+            "database_acquire_timeout",
+            "session_touch_granularity",
+            "argon2_queue",
+            "shutdown_delay",
+            "shutdown_timeout",
+            "argon2_memory_kib",
+            "argon2_iterations",
+            "argon2_parallelism",
+            "log_format",
+            "metrics_listen",
+        ];
+        for key in keys {
+            let set = example.lines().any(|l| l.starts_with(&format!("{key} = ")));
+            let shown = example
+                .lines()
+                .any(|l| l.starts_with(&format!("# {key} = ")));
+            assert!(
+                set || shown,
+                "{key} is missing from m2m-session.example.toml"
+            );
+        }
+        let parsed: FileConfig = toml::from_str(example).unwrap();
+        assert!(parsed.unknown.is_empty(), "{:?}", parsed.unknown);
     }
 }

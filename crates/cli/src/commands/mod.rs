@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod client;
+pub mod config;
 pub mod remote;
 pub mod serve;
 pub mod session;
@@ -30,7 +31,7 @@ pub fn init_logging(default: &str, format: LogFormat) {
 }
 
 pub async fn admin(cli: &Cli, file: &FileConfig) -> anyhow::Result<Admin> {
-    let database = settings::database(cli, file);
+    let database = settings::database(cli, file)?;
     m2m_session_server::open_admin(&database, settings::argon2(&cli.argon2, file))
         .await
         .with_context(|| format!("database {database}"))

@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::read_secret_line;
 use crate::args::{LoginArgs, LogoutArgs, RemoteArgs, ResetPasswordArgs};
+use crate::settings::env_or_file;
 
 /// Exit codes of the client commands (documented in the README and in `--help`).
 pub mod exit {
@@ -121,9 +122,15 @@ fn exit_code(e: &Error) -> u8 {
     }
 }
 
+/// A secret from `NAME` or the file named by `NAME_FILE`.
+fn secret_env(name: &str) -> Result<Option<String>, Failure> {
+    env_or_file(name).map_err(|e| Failure::Usage(format!("{e:#}")))
+}
+
 fn client(remote: &RemoteArgs) -> Result<Client, Failure> {
-    let secret = std::env::var("M2M_CLIENT_SECRET")
-        .map_err(|_| Failure::Usage("M2M_CLIENT_SECRET is not set".into()))?;
+    let secret = secret_env("M2M_CLIENT_SECRET")?.ok_or_else(|| {
+        Failure::Usage("M2M_CLIENT_SECRET (or M2M_CLIENT_SECRET_FILE) is not set".into())
+    })?;
     let client_id = remote
         .client_id
         .clone()
@@ -144,10 +151,13 @@ fn password(from_stdin: bool) -> Result<SecretString, Failure> {
     if from_stdin {
         return read_secret_line("password").map_err(|e| Failure::Usage(format!("{e:#}")));
     }
-    std::env::var("M2M_PASSWORD")
+    secret_env("M2M_PASSWORD")?
         .map(SecretString::from)
-        .map_err(|_| {
-            Failure::Usage("no password: set M2M_PASSWORD or pass --password-stdin".into())
+        .ok_or_else(|| {
+            Failure::Usage(
+                "no password: set M2M_PASSWORD (or M2M_PASSWORD_FILE) or pass --password-stdin"
+                    .into(),
+            )
         })
 }
 
@@ -157,9 +167,7 @@ fn session_token(from_stdin: bool) -> Result<Option<SessionToken>, Failure> {
             read_secret_line("session token").map_err(|e| Failure::Usage(format!("{e:#}")))?;
         return Ok(Some(SessionToken::new(token.expose_secret().to_owned())));
     }
-    Ok(std::env::var("M2M_SESSION_TOKEN")
-        .ok()
-        .map(SessionToken::new))
+    Ok(secret_env("M2M_SESSION_TOKEN")?.map(SessionToken::new))
 }
 
 async fn start(

@@ -126,8 +126,12 @@ fn flags_beat_environment_and_config_file() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(std::path::Path::new(&from_file).exists());
-    // A bad file is a clear error.
+    // An unknown key is a warning; a value of the wrong type is a clear error.
     std::fs::write(&file, "no_such_key = 1\n").unwrap();
+    let out = env.run(&["--config", file.to_str().unwrap(), "user", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unknown key \"no_such_key\" ignored"));
+    std::fs::write(&file, "lockout_threshold = \"five\"\n").unwrap();
     let out = env.run(&["--config", file.to_str().unwrap(), "user", "list"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("invalid config file"));
@@ -184,4 +188,67 @@ fn session_and_audit_commands() {
     assert_eq!(filtered, serde_json::json!([]));
     assert!(env.ok(&["audit"]).contains("unlock"));
     assert!(!env.run(&["audit", "--since", "yesterday"]).status.success());
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_and_the_example_is_the_defaults() {
+    let env = Env::new();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../m2m-session.example.toml"
+    );
+    let defaults = env.run(&["config", "check"]);
+    assert!(defaults.status.success(), "{}", stderr(&defaults));
+    let from_example = env.run(&["config", "check", "--config", example]);
+    assert!(from_example.status.success(), "{}", stderr(&from_example));
+    assert_eq!(
+        String::from_utf8_lossy(&from_example.stdout),
+        String::from_utf8_lossy(&defaults.stdout)
+    );
+    assert!(
+        !stderr(&from_example).contains("warning"),
+        "{}",
+        stderr(&from_example)
+    );
+
+    // Flags and the file meet as in `serve`; unknown keys warn; secrets are redacted.
+    let file = env.dir.path().join("m2m.toml");
+    std::fs::write(&file, "lockout_threshold = 3\nfuture_key = true\n").unwrap();
+    let secret_file = env.dir.path().join("database-url");
+    std::fs::write(&secret_file, "postgres://m2m:s3cret-pw@db:5432/m2m\n").unwrap();
+    let out = env
+        .command()
+        .env_remove("M2M_DATABASE")
+        .env("M2M_DATABASE_FILE", &secret_file)
+        .args(["config", "check", "--config", file.to_str().unwrap()])
+        .args(["--session-idle-timeout", "5m"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(printed.contains("lockout_threshold = 3\n"), "{printed}");
+    assert!(
+        printed.contains("session_idle_timeout = \"5m\"\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("database = \"postgres://m2m:REDACTED@db:5432/m2m\""),
+        "{printed}"
+    );
+    assert!(!printed.contains("s3cret-pw"));
+    assert!(
+        stderr(&out).contains("unknown key \"future_key\" ignored"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A wrong value is an error naming it.
+    std::fs::write(&file, "lockout_duration = \"soon\"\n").unwrap();
+    let out = env.run(&["config", "check", "--config", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("lockout duration"),
+        "{}",
+        stderr(&out)
+    );
 }

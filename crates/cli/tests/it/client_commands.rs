@@ -120,6 +120,21 @@ fn login_then_logout_then_the_token_is_refused() {
     ));
     let out = s.run_with_stdin(&["logout", "--token-stdin"], &[], &format!("{token}\n"));
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // Or from files named by NAME_FILE (container secrets).
+    let password_file = s.env.dir.path().join("password");
+    std::fs::write(&password_file, format!("{}\n", s.password)).unwrap();
+    let token = one_line(&s.run(
+        &["login"],
+        &[("M2M_PASSWORD_FILE", password_file.to_str().unwrap())],
+    ));
+    let token_file = s.env.dir.path().join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let out = s.run(
+        &["logout"],
+        &[("M2M_SESSION_TOKEN_FILE", token_file.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]

@@ -1,0 +1,111 @@
+//! `config check`: validates the configuration as `serve` would read it (flags, `M2M_*`
+//! variables, the file) and prints the effective result as TOML, with secrets redacted.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use m2m_session_server::ServerConfig;
+
+use crate::args::{Cli, LogFormat, ServeArgs};
+use crate::settings::{self, FileConfig};
+
+pub fn check(cli: &Cli, serve: &ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let config = settings::server_config(cli, serve, file)?;
+    let log_format = cli.log_format.or(file.log_format).unwrap_or_default();
+    print!("{}", effective(&config, log_format));
+    Ok(())
+}
+
+/// The configuration as a file `serve --config` would accept, keys in the README's order.
+fn effective(c: &ServerConfig, log_format: LogFormat) -> String {
+    let d = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
+    let p = &c.policy;
+    let mut out = String::new();
+    let mut line = |key: &str, value: Option<String>| {
+        let _ = match value {
+            Some(v) => writeln!(out, "{key} = {v}"),
+            None => writeln!(out, "# {key}: not set"),
+        };
+    };
+    line("listen", Some(format!("\"{}\"", c.listen)));
+    line(
+        "metrics_listen",
+        c.metrics_listen.map(|a| format!("\"{a}\"")),
+    );
+    line("database", Some(format!("\"{}\"", redact_url(&c.database))));
+    line(
+        "database_max_connections",
+        Some(c.store.max_connections.to_string()),
+    );
+    line("database_acquire_timeout", Some(d(c.store.acquire_timeout)));
+    line(
+        "session_touch_granularity",
+        Some(d(p.session_touch_granularity)),
+    );
+    line("session_idle_timeout", Some(d(p.session_idle_timeout)));
+    line("lockout_threshold", Some(p.lockout_threshold.to_string()));
+    line(
+        "lockout_duration",
+        Some(
+            p.lockout_duration
+                .map_or_else(|| "\"permanent\"".to_owned(), d),
+        ),
+    );
+    line("session_max_lifetime", p.session_max_lifetime.map(d));
+    line(
+        "max_sessions_per_user",
+        p.max_sessions_per_user.map(|n| n.to_string()),
+    );
+    line("ip_failure_limit", Some(p.ip_failure_limit.to_string()));
+    line("ip_failure_window", Some(d(p.ip_failure_window)));
+    line(
+        "argon2_queue",
+        (c.hash_queue > 0).then(|| c.hash_queue.to_string()),
+    );
+    line("shutdown_delay", Some(d(c.shutdown_delay)));
+    line("shutdown_timeout", Some(d(c.shutdown_timeout)));
+    let proxies: Vec<String> = c
+        .trusted_proxies
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect();
+    line("trusted_proxies", Some(format!("[{}]", proxies.join(", "))));
+    line("argon2_memory_kib", Some(c.argon2.memory_kib.to_string()));
+    line("argon2_iterations", Some(c.argon2.iterations.to_string()));
+    line("argon2_parallelism", Some(c.argon2.parallelism.to_string()));
+    let format = match log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    line("log_format", Some(format!("\"{format}\"")));
+    out
+}
+
+/// A database URL without its password (PostgreSQL URLs carry one).
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://m2m:s3cret@db:5432/m2m"),
+            "postgres://m2m:REDACTED@db:5432/m2m"
+        );
+        assert_eq!(
+            redact_url("sqlite://m2m-session.db"),
+            "sqlite://m2m-session.db"
+        );
+        assert_eq!(redact_url("/var/lib/m2m.db"), "/var/lib/m2m.db");
+    }
+}
