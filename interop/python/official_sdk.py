@@ -3,7 +3,8 @@ its base URLs: the SDK has no custom-URL option, so Production's entries of the 
 map are pointed at the server under test.
 
 Environment: M2M_BASE (http://127.0.0.1:PORT), M2M_CLIENT_ID, M2M_CLIENT_SECRET, M2M_USERNAME,
-M2M_PASSWORD. Exits non-zero, with the failed check, on any mismatch.
+M2M_PASSWORD; M2M_SIMULATOR=1 against `serve --simulator`, where client and user do not exist
+until this script first uses them. Exits non-zero, with the failed check, on any mismatch.
 """
 
 import os
@@ -58,6 +59,13 @@ def main():
     assert 0 < token.expires_in <= 3600, token.expires_in
 
     sessions = client().session_management
+    if os.environ.get("M2M_SIMULATOR") == "1":
+        # The simulator creates the user at the first login, with the password it brings.
+        first = sessions.start_connectivity_management_session(
+            LogInRequest(username=USERNAME, password=PASSWORD)
+        )
+        assert first.status_code == 200, first.status_code
+        client(first.body.session_token).session_management.end_connectivity_management_session()
     expect_error(
         lambda: sessions.start_connectivity_management_session(
             LogInRequest(username=USERNAME, password="not-the-password")

@@ -205,6 +205,14 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Simulator for offline testing: any OAuth client and any user are accepted and created on
+    /// first use; otherwise the real service. Loopback only. A flag only, never read from the
+    /// environment or a file, so that no deployed configuration can turn it on.
+    #[arg(long)]
+    pub simulator: bool,
+    /// Let --simulator listen on a non-loopback address
+    #[arg(long, requires = "simulator")]
+    pub simulator_allow_remote: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -205,6 +205,14 @@ pub fn server_config(
     {
         config.shutdown_timeout = parse_duration("shutdown timeout", text)?;
     }
+    config.policy.simulator = serve.simulator;
+    if serve.simulator && !config.listen.ip().is_loopback() && !serve.simulator_allow_remote {
+        bail!(
+            "--simulator accepts any credentials, so it listens on loopback only; \
+             --listen {} needs --simulator-allow-remote",
+            config.listen
+        );
+    }
     config.trusted_proxies = if serve.trusted_proxies.is_empty() {
         file.trusted_proxies.clone().unwrap_or_default()
     } else {

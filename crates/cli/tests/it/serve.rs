@@ -228,3 +228,21 @@ fn metrics_listen_moves_metrics_off_the_main_listener() {
     );
     served.terminate();
 }
+
+#[test]
+fn the_simulator_refuses_to_listen_beyond_loopback_unless_told() {
+    let env = Env::new();
+    // Refused before anything is bound: no traffic leaves loopback.
+    let out = env.run(&["serve", "--simulator", "--listen", "0.0.0.0:0"]);
+    assert!(!out.status.success());
+    assert!(crate::binary::stderr(&out).contains("--simulator-allow-remote"));
+    let out = env.run(&["serve", "--simulator-allow-remote"]);
+    assert!(
+        !out.status.success(),
+        "allow-remote alone must be a usage error"
+    );
+    // On loopback it starts, and says loudly what it is.
+    let served = Served::start(&env, &["--simulator"], "info");
+    let log = served.terminate();
+    assert!(log.contains("SIMULATOR MODE"), "{log}");
+}

@@ -12,6 +12,7 @@ mod password_policy;
 mod policy;
 mod reset;
 mod service;
+mod simulator;
 mod validate;
 
 pub use admin::{AddedUser, Admin, NewClient, NewUser, SessionSummary, UserStatus};

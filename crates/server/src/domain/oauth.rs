@@ -56,11 +56,15 @@ pub fn normalize_scope(scope: &str) -> Result<Vec<String>, DomainError> {
 }
 
 impl SessionService {
-    /// Verifies a client's id and secret; unknown clients cost a dummy hash too.
+    /// Verifies a client's id and secret; unknown clients cost a dummy hash too (and are
+    /// created first in simulator mode).
     pub async fn authenticate_client(
         &self,
         credentials: &ClientCredentials,
+        now: Timestamp,
     ) -> Result<ClientRecord, DomainError> {
+        self.simulate_client(&credentials.client_id, &credentials.secret, now)
+            .await?;
         let client = self.store.find_client(&credentials.client_id).await?;
         let stored = client.as_ref().map(|c| c.secret_hash.as_str());
         if self.hasher.verify(&credentials.secret, stored).await? {

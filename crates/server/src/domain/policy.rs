@@ -31,6 +31,9 @@ pub struct Policy {
     pub idempotency_replay_window: Duration,
     /// How long an idempotency key is remembered (later repeats: `IdempotencyKey.Expired`).
     pub idempotency_record_ttl: Duration,
+    /// Simulator mode: unknown OAuth clients and users are created on first use (see
+    /// `domain/simulator.rs`). Never on by default.
+    pub simulator: bool,
 }
 
 impl Policy {
@@ -54,6 +57,7 @@ impl Default for Policy {
             ip_failure_window: Duration::from_secs(3600),
             attempt_wait: Duration::from_secs(5),
             api_token_ttl: Duration::from_secs(3600),
+            simulator: false,
             session_touch_granularity: Duration::from_secs(60),
             idempotency_replay_window: Duration::from_secs(10 * 60),
             idempotency_record_ttl: Duration::from_secs(24 * 3600),

@@ -104,6 +104,7 @@ impl SessionService {
         now: Timestamp,
     ) -> Result<SessionToken, DomainError> {
         self.ensure_ip_not_throttled(ctx, now).await?;
+        self.simulate_user(username, password, now).await?;
         let attempt = self.reserve_attempt(username, now).await?;
         let verified = self.verify_user(&attempt, password, now).await?;
         let Some(user) = verified else {

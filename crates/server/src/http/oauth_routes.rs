@@ -72,7 +72,10 @@ async fn authenticate(
     headers: &HeaderMap,
 ) -> Result<(ClientRecord, ClientCredentials), AppError> {
     let credentials = basic_credentials(headers).ok_or_else(AppError::invalid_client)?;
-    let client = state.service.authenticate_client(&credentials).await?;
+    let client = state
+        .service
+        .authenticate_client(&credentials, state.clock.now())
+        .await?;
     Ok((client, credentials))
 }
 

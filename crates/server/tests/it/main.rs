@@ -12,5 +12,6 @@ mod persistence;
 mod read_cache;
 mod request_ids;
 mod security;
+mod simulator;
 mod store_conformance;
 mod support;

@@ -223,7 +223,7 @@ async fn api_tokens_expire_after_an_hour_and_expires_in_counts_down() {
         client_id: CLIENT_ID.into(),
         secret: secret(CLIENT_SECRET),
     };
-    let client = svc.authenticate_client(&creds).await.unwrap();
+    let client = svc.authenticate_client(&creds, T0).await.unwrap();
     let first = svc
         .issue_api_token(&client, &creds.secret, None, T0)
         .await
