@@ -188,6 +188,12 @@ pub struct ServeArgs {
     /// Password hashes that may wait for a worker; beyond it logins get 503 [default: 16 per CPU]
     #[arg(long, env = "M2M_ARGON2_QUEUE", value_name = "N")]
     pub argon2_queue: Option<usize>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key [default: HTTP]
+    #[arg(long, env = "M2M_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "M2M_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Serve /metrics on this address instead of on --listen, e.g. 127.0.0.1:9100 [default: none]
     #[arg(long, env = "M2M_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,

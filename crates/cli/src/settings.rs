@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use m2m_session_server::ServerConfig;
 use m2m_session_server::crypto::Argon2Settings;
+use m2m_session_server::tls::TlsFiles;
 use serde::Deserialize;
 
 use crate::args::{Argon2Args, Cli, LogFormat, ServeArgs};
@@ -36,6 +37,8 @@ pub struct FileConfig {
     pub argon2_parallelism: Option<u32>,
     pub log_format: Option<LogFormat>,
     pub metrics_listen: Option<SocketAddr>,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
     /// Keys this version does not know: warned about, not fatal, so that one file can serve
     /// several versions during an upgrade.
     #[serde(flatten)]
@@ -113,6 +116,14 @@ pub fn server_config(
         ..ServerConfig::default()
     };
     config.metrics_listen = serve.metrics_listen.or(file.metrics_listen);
+    config.tls = match (
+        serve.tls_cert.clone().or_else(|| file.tls_cert.clone()),
+        serve.tls_key.clone().or_else(|| file.tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => bail!("TLS needs both a certificate (tls_cert) and its key (tls_key)"),
+    };
     if let Some(listen) = serve.listen.or(file.listen) {
         config.listen = listen;
     }
@@ -303,6 +314,8 @@ mod tests {
             argon2_parallelism: _,
             log_format: _,
             metrics_listen: _,
+            tls_cert: _,
+            tls_key: _,
             unknown: _,
         } = FileConfig::default();
         let keys = [
@@ -327,6 +340,8 @@ mod tests {
             "argon2_parallelism",
             "log_format",
             "metrics_listen",
+            "tls_cert",
+            "tls_key",
         ];
         for key in keys {
             let set = example.lines().any(|l| l.starts_with(&format!("{key} = ")));

@@ -13,5 +13,6 @@ pub mod store;
 pub mod telemetry;
 pub mod testing;
 pub mod time;
+pub mod tls;
 
 pub use server::{Server, ServerConfig, StartError, open_admin, shutdown_signal};

@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where `/metrics` is served instead of on `listen` (e.g. a port only the scraper reaches).
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve HTTPS on `listen` with these files.
+    pub tls: Option<crate::tls::TlsFiles>,
     pub database: String,
     pub store: StoreSettings,
     pub policy: Policy,
@@ -45,6 +47,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_listen: None,
+            tls: None,
             database: "sqlite://m2m-session.db".to_owned(),
             store: StoreSettings::default(),
             policy: Policy::default(),
@@ -70,11 +73,14 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A bound, ready server: the store is open and migrated, the port is taken.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     metrics_listener: Option<TcpListener>,
     service: SessionService,
     store: Arc<dyn Store>,
@@ -117,8 +123,10 @@ impl Server {
             ),
             None => None,
         };
+        let tls = config.tls.as_ref().map(crate::tls::load).transpose()?;
         let server = Self {
             listener,
+            tls,
             metrics_listener,
             service,
             store,
@@ -184,24 +192,10 @@ impl Server {
             tracing::info!("no longer accepting connections");
             let _ = stopping_tx.send(());
         };
-        let serve = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop_accepting);
         let deadline = self.shutdown_timeout;
-        let result = tokio::select! {
-            result = serve => result,
-            () = async {
-                if stopping_rx.await.is_ok() {
-                    tokio::time::sleep(deadline).await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            } => {
-                tracing::warn!(?deadline, "in-flight requests did not finish in time; stopping");
-                Ok(())
-            }
+        let result = match self.tls {
+            Some(tls) => serve_tls(self.listener, tls, app, stop_accepting, deadline).await,
+            None => serve_plain(self.listener, app, stop_accepting, stopping_rx, deadline).await,
         };
         purge.abort();
         sync.abort();
@@ -291,5 +285,54 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutdown requested");
+    }
+}
+
+/// HTTPS: the same drain as plain HTTP, through axum-server's handle.
+async fn serve_tls(
+    listener: TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    app: axum::Router,
+    stop_accepting: impl Future<Output = ()> + Send + 'static,
+    deadline: Duration,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let drain = handle.clone();
+    tokio::spawn(async move {
+        stop_accepting.await;
+        drain.graceful_shutdown(Some(deadline));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+        .handle(handle)
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+}
+
+/// HTTP: stops accepting when `stop_accepting` completes, then gives in-flight requests
+/// `deadline` (signalled through `stopping`).
+async fn serve_plain(
+    listener: TcpListener,
+    app: axum::Router,
+    stop_accepting: impl Future<Output = ()> + Send + 'static,
+    stopping: tokio::sync::oneshot::Receiver<()>,
+    deadline: Duration,
+) -> std::io::Result<()> {
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop_accepting);
+    tokio::select! {
+        result = serve => result,
+        () = async {
+            if stopping.await.is_ok() {
+                tokio::time::sleep(deadline).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?deadline, "in-flight requests did not finish in time; stopping");
+            Ok(())
+        }
     }
 }

@@ -32,6 +32,18 @@ fn effective(c: &ServerConfig, log_format: LogFormat) -> String {
         "metrics_listen",
         c.metrics_listen.map(|a| format!("\"{a}\"")),
     );
+    line(
+        "tls_cert",
+        c.tls
+            .as_ref()
+            .map(|t| format!("{:?}", t.cert.display().to_string())),
+    );
+    line(
+        "tls_key",
+        c.tls
+            .as_ref()
+            .map(|t| format!("{:?}", t.key.display().to_string())),
+    );
     line("database", Some(format!("\"{}\"", redact_url(&c.database))));
     line(
         "database_max_connections",

@@ -15,3 +15,4 @@ mod security;
 mod simulator;
 mod store_conformance;
 mod support;
+mod tls;
