@@ -6,6 +6,7 @@
 mod load;
 mod nodes;
 mod perf;
+mod seed;
 
 use clap::{Parser, Subcommand};
 

@@ -7,16 +7,14 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use m2m_session_server::crypto::Argon2Settings;
-use m2m_session_server::domain::{NewClient, NewUser};
 use m2m_session_server::testing::PgTestDatabase;
-use m2m_session_server::time::Timestamp;
-use m2m_session_server::{Server, ServerConfig, open_admin};
-use secrecy::SecretString;
+use m2m_session_server::{Server, ServerConfig};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio::sync::oneshot;
 
 use crate::load::{self, LoadResult};
+use crate::seed;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,8 +32,6 @@ pub struct Args {
     json: PathBuf,
 }
 
-const SECRET: &str = "bench-secret-0123456789";
-const PASSWORD: &str = "bench password 0123456789";
 const DEFAULT_GRANULARITY: Duration = Duration::from_secs(60);
 
 struct Node {
@@ -92,48 +88,16 @@ async fn row_writes(url: &str) -> anyhow::Result<i64> {
 }
 
 async fn setup(url: &str, sessions: usize) -> anyhow::Result<(String, Vec<String>)> {
-    let admin = open_admin(url, Argon2Settings::MINIMUM).await?;
-    let now = Timestamp::now();
-    admin
-        .add_client(
-            NewClient {
-                client_id: "bench".into(),
-                secret: Some(SecretString::from(SECRET)),
-                scopes: vec![],
-            },
-            now,
-        )
-        .await?;
-    admin
-        .add_user(
-            NewUser {
-                username: "bench-user".into(),
-                account: Some("bench".into()),
-                password: Some(SecretString::from(PASSWORD)),
-            },
-            now,
-        )
-        .await?;
+    seed::users(url, 1, Argon2Settings::MINIMUM).await?;
     let nodes = start_nodes(url, 1, DEFAULT_GRANULARITY).await?;
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{}/api/ts/v1/oauth2/token", nodes[0].base))
-        .basic_auth("bench", Some(SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await?
-        .json()
-        .await?;
-    let bearer = token["access_token"]
-        .as_str()
-        .context("no token")?
-        .to_owned();
+    let bearer = seed::api_token(&nodes[0].base).await?;
     let mut tokens = Vec::new();
     for _ in 0..sessions {
         let r: Value = http
             .post(format!("{}/api/m2m/v1/session/login", nodes[0].base))
             .bearer_auth(&bearer)
-            .json(&json!({"username": "bench-user", "password": PASSWORD}))
+            .json(&json!({"username": seed::username(0), "password": seed::PASSWORD}))
             .send()
             .await?
             .json()

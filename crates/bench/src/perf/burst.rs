@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::Barrier;
 
-use super::seed;
 use super::served::Served;
 use crate::load::percentile_ms;
+use crate::seed;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BurstResult {

@@ -5,7 +5,6 @@
 
 mod argon2_limit;
 mod burst;
-mod seed;
 mod served;
 
 use std::path::PathBuf;
@@ -13,13 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use m2m_session_client::{Client, SessionToken};
 use m2m_session_server::crypto::Argon2Settings;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::load::{self, LoadResult};
+use crate::seed::{self, api_token};
 use burst::BurstResult;
 use served::Served;
 
@@ -81,7 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let database = dir.path().join("bench.db");
 
     eprintln!("seeding {} users and {} sessions", args.users, args.small);
-    seed::users(&database, args.users, argon2).await?;
+    seed::users(&database.display().to_string(), args.users, argon2).await?;
     let tokens = Arc::new(seed::sessions(&database, args.users, args.small, 0).await?);
 
     let served = Served::start(&bin, &database, &[]).await?;
@@ -125,21 +124,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&args.json, serde_json::to_string_pretty(&report)?)?;
     println!("written to {}", args.json.display());
     Ok(())
-}
-
-async fn api_token(base: &str) -> anyhow::Result<String> {
-    let token: Value = reqwest::Client::new()
-        .post(format!("{base}/api/ts/v1/oauth2/token"))
-        .basic_auth(seed::CLIENT_ID, Some(seed::SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await?
-        .json()
-        .await?;
-    Ok(token["access_token"]
-        .as_str()
-        .context("no access_token")?
-        .to_owned())
 }
 
 async fn phase(

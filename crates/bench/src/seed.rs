@@ -1,7 +1,10 @@
-//! The benchmark's database: one OAuth client, users with the live argon2 parameters, and
-//! sessions written in bulk (a million logins would take hours of argon2).
+//! The benchmarks' data: one OAuth client and users with the argon2 parameters the server will
+//! use (any backend), and, on SQLite, sessions written in bulk (a million logins would take
+//! hours of argon2).
 
 use std::path::Path;
+
+use anyhow::Context;
 
 use m2m_session_server::crypto::{Argon2Settings, SessionToken};
 use m2m_session_server::domain::{NewClient, NewUser};
@@ -20,8 +23,8 @@ pub fn username(i: usize) -> String {
 }
 
 /// Creates the client and `users` users through the admin façade, hashing as the server will.
-pub async fn users(database: &Path, users: usize, argon2: Argon2Settings) -> anyhow::Result<()> {
-    let admin = open_admin(&database.display().to_string(), argon2).await?;
+pub async fn users(database: &str, users: usize, argon2: Argon2Settings) -> anyhow::Result<()> {
+    let admin = open_admin(database, argon2).await?;
     let now = Timestamp::now();
     admin
         .add_client(
@@ -103,4 +106,20 @@ pub async fn count_sessions(database: &Path) -> anyhow::Result<i64> {
         .await?;
     conn.close().await?;
     Ok(n)
+}
+
+/// An API token for the benchmark's client, from the server at `base`.
+pub async fn api_token(base: &str) -> anyhow::Result<String> {
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/ts/v1/oauth2/token"))
+        .basic_auth(CLIENT_ID, Some(SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(token["access_token"]
+        .as_str()
+        .context("no access_token")?
+        .to_owned())
 }
