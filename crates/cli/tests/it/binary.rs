@@ -37,21 +37,9 @@ impl Env {
     }
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut cmd = self.command();
+        cmd.args(args);
+        output_with_stdin(cmd, stdin)
     }
 
     /// Runs and expects success; returns stdout trimmed.
@@ -60,6 +48,23 @@ impl Env {
         assert!(out.status.success(), "{args:?} failed: {}", stderr(&out));
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
+}
+
+/// Runs `cmd` with `stdin` as its standard input; collects its output.
+pub fn output_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 pub fn stderr(out: &Output) -> String {

@@ -1,10 +1,9 @@
 //! `login`, `logout` and `reset-password` against a real server: stdout carries the result and
 //! nothing else, errors go to stderr with the error code, and exit codes tell failures apart.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use crate::binary::{BIN, Env, Served};
+use crate::binary::{BIN, Env, Served, output_with_stdin};
 
 /// The server, a client and a user, and how the client commands reach them.
 struct Setup {
@@ -49,20 +48,7 @@ impl Setup {
     }
 
     fn run_with_stdin(&self, args: &[&str], vars: &[(&str, &str)], stdin: &str) -> Output {
-        let mut child = self
-            .command(args, vars)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        output_with_stdin(self.command(args, vars), stdin)
     }
 }
 
