@@ -145,15 +145,18 @@ impl From<DomainError> for AppError {
                 ErrorCode::IdempotencyKeyInvalid,
                 "The Idempotency-Key must be 1 to 255 printable ASCII characters.",
             ),
-            DomainError::Store(StoreError::Unavailable(reason)) => {
+            DomainError::Store(e) => {
                 metrics::counter!("store_errors_total").increment(1);
-                tracing::warn!(%reason, "store unavailable");
-                Self::unavailable()
-            }
-            DomainError::Store(other) => {
-                metrics::counter!("store_errors_total").increment(1);
-                tracing::error!(error = %other, "store failed");
-                Self::internal()
+                match e {
+                    StoreError::Unavailable(reason) => {
+                        tracing::warn!(%reason, "store unavailable");
+                        Self::unavailable()
+                    }
+                    other => {
+                        tracing::error!(error = %other, "store failed");
+                        Self::internal()
+                    }
+                }
             }
             other => {
                 tracing::error!(error = %other, "request failed unexpectedly");
