@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use super::rows::{self, count};
-use super::sqlite_cache::{Lookup, ReadCache};
+use super::sqlite_cache::{Lookup, ReadCache, Ticket};
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
     ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, Store,
@@ -80,6 +80,28 @@ impl SqliteStore {
     /// Whether the read cache holds the session or API token with this digest; for tests.
     pub fn caches(&self, digest: &TokenDigest) -> bool {
         self.cache.holds(digest)
+    }
+
+    /// Answers from the cache on a hit; otherwise reads the database (`fetch` runs only then),
+    /// fills the cache when that is safe, and has the cache validated if it noticed a change.
+    async fn read_through<T>(
+        &self,
+        lookup: Lookup<T>,
+        fetch: impl Future<Output = Result<Option<T>, sqlx::Error>>,
+        fill: impl FnOnce(&ReadCache, Ticket, &T),
+    ) -> StoreResult<Option<T>> {
+        let ticket = match lookup {
+            Lookup::Hit(record) => return Ok(Some(record)),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let found = fetch.await.map_err(map_err)?;
+        if let Some(record) = &found {
+            fill(&self.cache, ticket, record);
+        }
+        if ticket.needs_validation {
+            self.spawn_cache_validation();
+        }
+        Ok(found)
     }
 
     /// Validates the cache in the background: the request that noticed a change has already
@@ -412,23 +434,16 @@ impl Store for SqliteStore {
     }
 
     async fn find_api_token(&self, digest: &TokenDigest) -> StoreResult<Option<ApiTokenRecord>> {
-        let ticket = match self.cache.api_token(digest) {
-            Lookup::Hit(record) => return Ok(Some(record)),
-            Lookup::Miss(ticket) => ticket,
-        };
-        let found = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
+        let fetch = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
             .bind(digest.as_bytes())
             .try_map(|r: SqliteRow| rows::api_token(&r))
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(map_err)?;
-        if let Some(record) = &found {
-            self.cache.fill_api_token(ticket, record);
-        }
-        if ticket.needs_validation {
-            self.spawn_cache_validation();
-        }
-        Ok(found)
+            .fetch_optional(&self.readers);
+        self.read_through(
+            self.cache.api_token(digest),
+            fetch,
+            ReadCache::fill_api_token,
+        )
+        .await
     }
 
     async fn delete_api_token(&self, digest: &TokenDigest) -> StoreResult<bool> {
@@ -459,26 +474,15 @@ impl Store for SqliteStore {
     }
 
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
-        let ticket = match self.cache.session(digest) {
-            Lookup::Hit(record) => return Ok(Some(record)),
-            Lookup::Miss(ticket) => ticket,
-        };
-        let found = sqlx::query(
+        let fetch = sqlx::query(
             "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username
              WHERE s.token_hash = ?",
         )
         .bind(digest.as_bytes())
         .try_map(|r: SqliteRow| rows::session(&r))
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(map_err)?;
-        if let Some(record) = &found {
-            self.cache.fill_session(ticket, record);
-        }
-        if ticket.needs_validation {
-            self.spawn_cache_validation();
-        }
-        Ok(found)
+        .fetch_optional(&self.readers);
+        self.read_through(self.cache.session(digest), fetch, ReadCache::fill_session)
+            .await
     }
 
     async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool> {
