@@ -82,19 +82,23 @@ impl SqliteStore {
         self.cache.holds(digest)
     }
 
-    /// Answers from the cache on a hit; otherwise reads the database (`fetch` runs only then),
-    /// fills the cache when that is safe, and has the cache validated if it noticed a change.
-    async fn read_through<T>(
+    /// Answers from the cache on a hit; otherwise reads the database (the query is built only
+    /// then: a hit must cost no query, argument or boxed future), fills the cache when that is
+    /// safe, and has the cache validated if it noticed a change.
+    async fn read_through<T, F>(
         &self,
         lookup: Lookup<T>,
-        fetch: impl Future<Output = Result<Option<T>, sqlx::Error>>,
+        fetch: impl FnOnce() -> F,
         fill: impl FnOnce(&ReadCache, Ticket, &T),
-    ) -> StoreResult<Option<T>> {
+    ) -> StoreResult<Option<T>>
+    where
+        F: Future<Output = Result<Option<T>, sqlx::Error>>,
+    {
         let ticket = match lookup {
             Lookup::Hit(record) => return Ok(Some(record)),
             Lookup::Miss(ticket) => ticket,
         };
-        let found = fetch.await.map_err(map_err)?;
+        let found = fetch().await.map_err(map_err)?;
         if let Some(record) = &found {
             fill(&self.cache, ticket, record);
         }
@@ -434,10 +438,12 @@ impl Store for SqliteStore {
     }
 
     async fn find_api_token(&self, digest: &TokenDigest) -> StoreResult<Option<ApiTokenRecord>> {
-        let fetch = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
-            .bind(digest.as_bytes())
-            .try_map(|r: SqliteRow| rows::api_token(&r))
-            .fetch_optional(&self.readers);
+        let fetch = || {
+            sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
+                .bind(digest.as_bytes())
+                .try_map(|r: SqliteRow| rows::api_token(&r))
+                .fetch_optional(&self.readers)
+        };
         self.read_through(
             self.cache.api_token(digest),
             fetch,
@@ -474,13 +480,15 @@ impl Store for SqliteStore {
     }
 
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
-        let fetch = sqlx::query(
-            "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username
-             WHERE s.token_hash = ?",
-        )
-        .bind(digest.as_bytes())
-        .try_map(|r: SqliteRow| rows::session(&r))
-        .fetch_optional(&self.readers);
+        let fetch = || {
+            sqlx::query(
+                "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username
+                 WHERE s.token_hash = ?",
+            )
+            .bind(digest.as_bytes())
+            .try_map(|r: SqliteRow| rows::session(&r))
+            .fetch_optional(&self.readers)
+        };
         self.read_through(self.cache.session(digest), fetch, ReadCache::fill_session)
             .await
     }
