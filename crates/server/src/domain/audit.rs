@@ -89,16 +89,22 @@ pub struct Entry<'a> {
     pub detail: Option<String>,
 }
 
+impl Entry<'_> {
+    pub fn record(self, now: Timestamp) -> AuditRecord {
+        AuditRecord {
+            time: now,
+            event: self.event.as_str().to_owned(),
+            outcome: self.outcome.as_str().to_owned(),
+            username: self.username.map(str::to_owned),
+            client_id: self.context.map(|c| c.client_id.clone()),
+            ip: self.context.and_then(|c| c.ip).map(|ip| ip.to_string()),
+            detail: self.detail,
+        }
+    }
+}
+
 pub async fn append(store: &dyn Store, now: Timestamp, entry: Entry<'_>) {
-    let record = AuditRecord {
-        time: now,
-        event: entry.event.as_str().to_owned(),
-        outcome: entry.outcome.as_str().to_owned(),
-        username: entry.username.map(str::to_owned),
-        client_id: entry.context.map(|c| c.client_id.clone()),
-        ip: entry.context.and_then(|c| c.ip).map(|ip| ip.to_string()),
-        detail: entry.detail,
-    };
+    let record = entry.record(now);
     if let Err(e) = store.append_audit(&record).await {
         tracing::warn!(error = %e, event = record.event, "audit record lost");
     }

@@ -8,8 +8,8 @@ use super::idempotency::InFlight;
 use super::{DomainError, Policy};
 use crate::crypto::{Admission, PasswordHasher, SessionToken, TokenDigest};
 use crate::store::{
-    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, SessionRecord, Store,
-    UserRecord,
+    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, SessionRecord, SessionStart,
+    Store, UserRecord,
 };
 use crate::time::Timestamp;
 
@@ -82,17 +82,13 @@ impl SessionService {
         now: Timestamp,
     ) -> Result<SessionToken, DomainError> {
         let result = self.login_unaudited(ctx, username, password, now).await;
-        metrics::counter!("login_total", "result" => AuditOutcome::of(&result).as_str())
-            .increment(1);
-        self.audit(
-            now,
-            AuditEvent::Login,
-            AuditOutcome::of(&result),
-            Some(username),
-            ctx,
-            None,
-        )
-        .await;
+        let outcome = AuditOutcome::of(&result);
+        metrics::counter!("login_total", "result" => outcome.as_str()).increment(1);
+        // A session that started was audited in the transaction that stored it.
+        if result.is_err() {
+            self.audit(now, AuditEvent::Login, outcome, Some(username), ctx, None)
+                .await;
+        }
         result
     }
 
@@ -112,12 +108,10 @@ impl SessionService {
             self.record_ip_failure(ctx, now).await?;
             return Err(DomainError::InvalidCredentials);
         };
-        self.finish_attempt(&attempt, AttemptOutcome::Succeeded, now)
-            .await?;
         self.rehash_if_needed(&user, password).await;
         let token = SessionToken::generate();
-        self.store
-            .insert_session(&SessionRecord {
+        let start = SessionStart {
+            session: SessionRecord {
                 token_digest: token.digest(),
                 id: new_session_id(),
                 username: username.to_owned(),
@@ -125,23 +119,45 @@ impl SessionService {
                 created_at: now,
                 last_used_at: now,
                 account: None,
-            })
-            .await?;
-        if let Some(keep) = self.policy.max_sessions_per_user {
-            let revoked = self.store.trim_user_sessions(username, keep).await?;
-            if revoked > 0 {
-                self.audit(
-                    now,
-                    AuditEvent::Revoke,
-                    AuditOutcome::Success,
-                    Some(username),
-                    ctx,
-                    Some(format!(
-                        "{revoked} oldest session(s) over the cap of {keep}"
-                    )),
-                )
-                .await;
+            },
+            attempt_id: attempt.id.clone(),
+            keep_sessions: self.policy.max_sessions_per_user,
+            audit: Entry {
+                event: AuditEvent::Login,
+                outcome: AuditOutcome::Success,
+                username: Some(username),
+                context: Some(ctx),
+                detail: None,
             }
+            .record(now),
+        };
+        let revoked = match self.store.start_session(&start).await {
+            Ok(revoked) => revoked,
+            Err(e) => {
+                // Release the reservation now rather than let it count until it lapses.
+                if let Err(release) = self
+                    .finish_attempt(&attempt, AttemptOutcome::Abandoned, now)
+                    .await
+                {
+                    tracing::debug!(error = %release, "login reservation left to lapse");
+                }
+                return Err(e.into());
+            }
+        };
+        if revoked > 0
+            && let Some(keep) = self.policy.max_sessions_per_user
+        {
+            self.audit(
+                now,
+                AuditEvent::Revoke,
+                AuditOutcome::Success,
+                Some(username),
+                ctx,
+                Some(format!(
+                    "{revoked} oldest session(s) over the cap of {keep}"
+                )),
+            )
+            .await;
         }
         Ok(token)
     }

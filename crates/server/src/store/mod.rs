@@ -9,6 +9,7 @@ mod records;
 mod rows;
 mod sqlite;
 mod sqlite_cache;
+mod sqlite_writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,8 @@ pub use error::{StoreError, StoreResult};
 pub use postgres::PostgresStore;
 pub use records::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, UserRecord,
+    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, SessionStart,
+    UserRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -142,6 +144,11 @@ pub trait Store: Send + Sync + 'static {
 
     // Sessions.
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// A successful login in one transaction: ends its reservation as a success (clearing the
+    /// failure count), stores the session, revokes the user's oldest sessions beyond
+    /// `keep_sessions` and appends the audit line. One durable commit per login rather than
+    /// four, and nothing half done if the process dies. Returns how many sessions were revoked.
+    async fn start_session(&self, start: &SessionStart) -> StoreResult<u64>;
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>>;
     /// Records use of a session; false if it no longer exists.
     async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool>;
@@ -155,8 +162,6 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes every session of a user; returns how many.
     async fn delete_user_sessions(&self, username: &str) -> StoreResult<u64>;
     async fn delete_session_by_id(&self, id: &str) -> StoreResult<bool>;
-    /// Deletes a user's oldest sessions beyond the newest `keep`; returns how many.
-    async fn trim_user_sessions(&self, username: &str, keep: u32) -> StoreResult<u64>;
 
     // Idempotent resets.
     async fn find_idempotency(

@@ -9,13 +9,13 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Transaction};
+use sqlx::{Executor, Postgres, Transaction};
 
 use super::rows::{self, count};
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, Store,
-    StoreError, StoreResult, StoreSettings, UserRecord,
+    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, SessionStart,
+    Store, StoreError, StoreResult, StoreSettings, UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
@@ -58,6 +58,47 @@ async fn lock_username(tx: &mut Transaction<'static, Postgres>, username: &str) 
         .await
         .map(drop)
         .map_err(map_err)
+}
+
+async fn insert_session<'e>(
+    executor: impl Executor<'e, Database = Postgres>,
+    session: &SessionRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(session.token_digest.as_bytes())
+    .bind(&session.id)
+    .bind(&session.username)
+    .bind(&session.client_id)
+    .bind(session.created_at.0)
+    .bind(session.last_used_at.0)
+    .execute(executor)
+    .await
+    .map(drop)
+    .map_err(map_err)
+}
+
+async fn insert_audit<'e>(
+    executor: impl Executor<'e, Database = Postgres>,
+    record: &AuditRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (time, event, outcome, username, client_id, ip, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(record.time.0)
+    .bind(&record.event)
+    .bind(&record.outcome)
+    .bind(&record.username)
+    .bind(&record.client_id)
+    .bind(&record.ip)
+    .bind(&record.detail)
+    .execute(executor)
+    .await
+    .map(drop)
+    .map_err(map_err)
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
@@ -314,13 +355,6 @@ impl Store for PostgresStore {
         let mut locked = None;
         match end.outcome {
             AttemptOutcome::Abandoned => {}
-            AttemptOutcome::Succeeded => {
-                sqlx::query("DELETE FROM login_failures WHERE username = $1")
-                    .bind(&end.username)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            }
             AttemptOutcome::Failed { lock_until } => {
                 let (failures, locked_until): (i64, Option<i64>) = sqlx::query_as(
                     "INSERT INTO login_failures (username, failures, locked_until, updated_at)
@@ -530,20 +564,41 @@ impl Store for PostgresStore {
     }
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(session.token_digest.as_bytes())
-        .bind(&session.id)
-        .bind(&session.username)
-        .bind(&session.client_id)
-        .bind(session.created_at.0)
-        .bind(session.last_used_at.0)
-        .execute(&self.pool)
-        .await
-        .map(drop)
-        .map_err(map_err)
+        insert_session(&self.pool, session).await
+    }
+
+    async fn start_session(&self, start: &SessionStart) -> StoreResult<u64> {
+        let username = start.session.username.as_str();
+        let mut tx = self.begin().await?;
+        lock_username(&mut tx, username).await?;
+        sqlx::query("DELETE FROM login_attempts WHERE attempt_id = $1")
+            .bind(&start.attempt_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("DELETE FROM login_failures WHERE username = $1")
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        insert_session(&mut *tx, &start.session).await?;
+        let revoked = match start.keep_sessions {
+            Some(keep) => sqlx::query(
+                "DELETE FROM sessions WHERE username = $1 AND token_hash NOT IN (
+                    SELECT token_hash FROM sessions WHERE username = $1
+                    ORDER BY created_at DESC, id DESC LIMIT $2)",
+            )
+            .bind(username)
+            .bind(i64::from(keep))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected(),
+            None => 0,
+        };
+        insert_audit(&mut *tx, &start.audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(revoked)
     }
 
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
@@ -628,20 +683,6 @@ impl Store for PostgresStore {
             .map_err(map_err)
     }
 
-    async fn trim_user_sessions(&self, username: &str, keep: u32) -> StoreResult<u64> {
-        sqlx::query(
-            "DELETE FROM sessions WHERE username = $1 AND token_hash NOT IN (
-                SELECT token_hash FROM sessions WHERE username = $1
-                ORDER BY created_at DESC, id DESC LIMIT $2)",
-        )
-        .bind(username)
-        .bind(i64::from(keep))
-        .execute(&self.pool)
-        .await
-        .map(|r| r.rows_affected())
-        .map_err(map_err)
-    }
-
     async fn find_idempotency(
         &self,
         username: &str,
@@ -680,21 +721,7 @@ impl Store for PostgresStore {
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (time, event, outcome, username, client_id, ip, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(record.time.0)
-        .bind(&record.event)
-        .bind(&record.outcome)
-        .bind(&record.username)
-        .bind(&record.client_id)
-        .bind(&record.ip)
-        .bind(&record.detail)
-        .execute(&self.pool)
-        .await
-        .map(drop)
-        .map_err(map_err)
+        insert_audit(&self.pool, record).await
     }
 
     async fn list_audit(

@@ -77,6 +77,18 @@ pub struct SessionRecord {
     pub account: Option<String>,
 }
 
+/// A successful login, applied atomically by [`super::Store::start_session`].
+#[derive(Debug, Clone)]
+pub struct SessionStart {
+    pub session: SessionRecord,
+    /// The verification reservation the login ends; its success clears the failure count.
+    pub attempt_id: String,
+    /// Keep at most this many of the user's newest sessions, the new one included.
+    pub keep_sessions: Option<u32>,
+    /// The login's audit line, written with the session.
+    pub audit: AuditRecord,
+}
+
 /// One password reset, applied atomically by [`super::Store::reset_password`].
 #[derive(Clone)]
 pub struct PasswordReset {
@@ -148,15 +160,14 @@ pub enum AttemptReservation {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    /// Clears the failure count.
-    Succeeded,
     /// Adds a failure; locks until `lock_until` when the count reaches the threshold.
     Failed { lock_until: Timestamp },
-    /// Neither: the verification could not be completed.
+    /// Neither counts nor clears: the verification could not be completed.
     Abandoned,
 }
 
-/// Ends a reservation made with [`AttemptRequest`].
+/// Ends a reservation made with [`AttemptRequest`] other than by success, which ends it with
+/// the session it starts ([`super::Store::start_session`]) or the reset it applies.
 #[derive(Debug, Clone)]
 pub struct AttemptEnd {
     pub username: String,

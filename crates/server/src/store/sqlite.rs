@@ -10,25 +10,66 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Connection, Sqlite};
 
 use super::rows::{self, count};
-use super::sqlite_cache::{Lookup, ReadCache, Ticket};
+use super::sqlite_cache::{Invalidation, Lookup, ReadCache, Ticket};
+use super::sqlite_writer::{Write, Writer};
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, Store,
-    StoreError, StoreResult, StoreSettings, UserRecord,
+    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, SessionStart,
+    Store, StoreError, StoreResult, StoreSettings, UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
 
+/// Statements used alone and inside batches. A batch (several statements in one query) costs
+/// one round trip to the connection's worker thread instead of one per statement; its `?`
+/// parameters are bound in order across the statements.
+macro_rules! insert_session_sql {
+    () => {
+        "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
+         VALUES (?, ?, ?, ?, ?, ?);"
+    };
+}
+macro_rules! insert_audit_sql {
+    () => {
+        "INSERT INTO audit_log (time, event, outcome, username, client_id, ip, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?);"
+    };
+}
+
+type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
+
+fn bind_session<'q>(query: SqliteQuery<'q>, session: &'q SessionRecord) -> SqliteQuery<'q> {
+    query
+        .bind(session.token_digest.as_bytes())
+        .bind(&session.id)
+        .bind(&session.username)
+        .bind(&session.client_id)
+        .bind(session.created_at.0)
+        .bind(session.last_used_at.0)
+}
+
+fn bind_audit<'q>(query: SqliteQuery<'q>, record: &'q AuditRecord) -> SqliteQuery<'q> {
+    query
+        .bind(record.time.0)
+        .bind(&record.event)
+        .bind(&record.outcome)
+        .bind(&record.username)
+        .bind(&record.client_id)
+        .bind(&record.ip)
+        .bind(&record.detail)
+}
+
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Arc<Writer>,
     readers: SqlitePool,
     cache: Arc<ReadCache>,
 }
@@ -52,23 +93,24 @@ impl SqliteStore {
             // one setting bounds how long a request can wait before it is answered 503.
             .busy_timeout(settings.acquire_timeout)
             .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(base.clone())
+        let mut writer = SqliteConnection::connect_with(&base)
             .await
             .map_err(map_err)?;
         sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
+            .run(&mut writer)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        let writer = Arc::new(Writer::new(writer, settings.acquire_timeout));
+        // No ping before each use: an embedded connection cannot have been dropped by a peer,
+        // and the ping is a round trip to the connection's worker thread.
         let readers = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(base.read_only(true))
             .await
             .map_err(map_err)?;
-        // After the pools: the `-shm` file exists once a connection is in WAL mode.
+        // After connecting: the `-shm` file exists once a connection is in WAL mode.
         let cache = Arc::new(ReadCache::new(path.as_deref()));
         Ok(Self {
             writer,
@@ -120,23 +162,19 @@ impl SqliteStore {
         let Some(_validating) = self.cache.try_begin_validation() else {
             return;
         };
-        let Some(header) = self.cache.header() else {
-            return;
-        };
-        match sqlx::query_scalar::<_, i64>("PRAGMA data_version")
-            .fetch_one(&self.writer)
-            .await
-        {
-            Ok(version) => self.cache.validated(header, version),
-            Err(e) => tracing::debug!(error = %e, "read cache validation failed"),
+        if let Ok(write) = self.write(None).await {
+            write.done(Ok(())).await.ok();
         }
     }
 
-    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)
+    /// Takes the writer connection for one write, which drops `invalidation`'s cache entries
+    /// when it ends (see [`Write`]).
+    async fn write<'a>(&'a self, invalidation: Option<Invalidation<'a>>) -> StoreResult<Write<'a>> {
+        Ok(Write::new(
+            invalidation,
+            self.writer.lock().await?,
+            &self.cache,
+        ))
     }
 }
 
@@ -149,7 +187,7 @@ fn parse_url(url: &str) -> StoreResult<SqliteConnectOptions> {
     }
 }
 
-fn map_err(e: sqlx::Error) -> StoreError {
+pub(super) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
         sqlx::Error::Database(db)
@@ -182,28 +220,34 @@ impl Store for SqliteStore {
 
     /// Checkpoints the WAL into the main file and closes every connection.
     async fn close(&self) {
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.writer)
-            .await
-        {
-            tracing::warn!(error = %e, "WAL checkpoint at close failed");
+        if let Some(mut writer) = self.writer.take().await {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut writer)
+                .await
+            {
+                tracing::warn!(error = %e, "WAL checkpoint at close failed");
+            }
+            if let Err(e) = writer.close().await {
+                tracing::warn!(error = %e, "closing the writer connection failed");
+            }
         }
         self.readers.close().await;
-        self.writer.close().await;
     }
 
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<()> {
-        sqlx::query(
+        let mut write = self.write(None).await?;
+        let result = sqlx::query(
             "INSERT INTO users (username, account, password_hash, created_at) VALUES (?, ?, ?, ?)",
         )
         .bind(&user.username)
         .bind(&user.account)
         .bind(&user.password_hash)
         .bind(user.created_at.0)
-        .execute(&self.writer)
+        .execute(write.conn())
         .await
         .map(drop)
-        .map_err(map_err)
+        .map_err(map_err);
+        write.done(result).await
     }
 
     async fn find_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
@@ -224,8 +268,8 @@ impl Store for SqliteStore {
     }
 
     async fn remove_user(&self, username: &str) -> StoreResult<bool> {
-        let _invalidate = self.cache.invalidate_all();
-        let mut tx = self.begin().await?;
+        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
+        let mut tx = write.begin().await?;
         let removed = sqlx::query("DELETE FROM users WHERE username = ?")
             .bind(username)
             .execute(&mut *tx)
@@ -238,12 +282,12 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(removed > 0)
+        write.done(Ok(removed > 0)).await
     }
 
     async fn reset_password(&self, reset: &PasswordReset) -> StoreResult<bool> {
-        let _invalidate = self.cache.invalidate_all();
-        let mut tx = self.begin().await?;
+        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
+        let mut tx = write.begin().await?;
         let changed = sqlx::query(
             "UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?",
         )
@@ -297,7 +341,7 @@ impl Store for SqliteStore {
             .map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        write.done(Ok(true)).await
     }
 
     async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>> {
@@ -310,12 +354,14 @@ impl Store for SqliteStore {
     }
 
     async fn clear_failures(&self, username: &str) -> StoreResult<bool> {
-        sqlx::query("DELETE FROM login_failures WHERE username = ?")
+        let mut write = self.write(None).await?;
+        let result = sqlx::query("DELETE FROM login_failures WHERE username = ?")
             .bind(username)
-            .execute(&self.writer)
+            .execute(write.conn())
             .await
             .map(|r| r.rows_affected() > 0)
-            .map_err(map_err)
+            .map_err(map_err);
+        write.done(result).await
     }
 
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {
@@ -332,6 +378,7 @@ impl Store for SqliteStore {
         ip_windows_before: Timestamp,
         now: Timestamp,
     ) -> StoreResult<u64> {
+        let mut write = self.write(None).await?;
         let failures = sqlx::query(
             "DELETE FROM login_failures
              WHERE updated_at < ?
@@ -340,27 +387,28 @@ impl Store for SqliteStore {
         )
         .bind(unknown_failures_before.0)
         .bind(now.0)
-        .execute(&self.writer)
+        .execute(write.conn())
         .await
         .map_err(map_err)?
         .rows_affected();
         let windows = sqlx::query("DELETE FROM ip_failures WHERE window_start < ?")
             .bind(ip_windows_before.0)
-            .execute(&self.writer)
+            .execute(write.conn())
             .await
             .map_err(map_err)?
             .rows_affected();
         let reservations = sqlx::query("DELETE FROM login_attempts WHERE expires_at <= ?")
             .bind(now.0)
-            .execute(&self.writer)
+            .execute(write.conn())
             .await
             .map_err(map_err)?
             .rows_affected();
-        Ok(failures + windows + reservations)
+        write.done(Ok(failures + windows + reservations)).await
     }
 
     async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
-        sqlx::query(
+        let mut write = self.write(None).await?;
+        let result = sqlx::query(
             "INSERT INTO oauth_clients (client_id, secret_hash, scopes, created_at)
              VALUES (?, ?, ?, ?)",
         )
@@ -368,10 +416,11 @@ impl Store for SqliteStore {
         .bind(&client.secret_hash)
         .bind(client.scopes.join(" "))
         .bind(client.created_at.0)
-        .execute(&self.writer)
+        .execute(write.conn())
         .await
         .map(drop)
-        .map_err(map_err)
+        .map_err(map_err);
+        write.done(result).await
     }
 
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
@@ -392,13 +441,14 @@ impl Store for SqliteStore {
     }
 
     async fn remove_client(&self, client_id: &str) -> StoreResult<bool> {
-        let _invalidate = self.cache.invalidate_all();
-        sqlx::query("DELETE FROM oauth_clients WHERE client_id = ?")
+        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
+        let result = sqlx::query("DELETE FROM oauth_clients WHERE client_id = ?")
             .bind(client_id)
-            .execute(&self.writer)
+            .execute(write.conn())
             .await
             .map(|r| r.rows_affected() > 0)
-            .map_err(map_err)
+            .map_err(map_err);
+        write.done(result).await
     }
 
     async fn issue_api_token(
@@ -406,8 +456,8 @@ impl Store for SqliteStore {
         candidate: &ApiTokenRecord,
         now: Timestamp,
     ) -> StoreResult<ApiTokenRecord> {
-        let _invalidate = self.cache.invalidate_all();
-        let mut tx = self.begin().await?;
+        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
+        let mut tx = write.begin().await?;
         sqlx::query(
             "INSERT INTO api_tokens (token_hash, client_id, scope, seed, issued_at, expires_at)
              VALUES (?, ?, ?, ?, ?, ?)
@@ -434,7 +484,7 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(live)
+        write.done(Ok(live)).await
     }
 
     async fn find_api_token(&self, digest: &TokenDigest) -> StoreResult<Option<ApiTokenRecord>> {
@@ -453,30 +503,61 @@ impl Store for SqliteStore {
     }
 
     async fn delete_api_token(&self, digest: &TokenDigest) -> StoreResult<bool> {
-        let _invalidate = self.cache.invalidate(digest);
-        sqlx::query("DELETE FROM api_tokens WHERE token_hash = ?")
+        let mut write = self.write(Some(self.cache.invalidate(digest))).await?;
+        let result = sqlx::query("DELETE FROM api_tokens WHERE token_hash = ?")
             .bind(digest.as_bytes())
-            .execute(&self.writer)
+            .execute(write.conn())
             .await
             .map(|r| r.rows_affected() > 0)
-            .map_err(map_err)
+            .map_err(map_err);
+        write.done(result).await
     }
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session.token_digest.as_bytes())
-        .bind(&session.id)
-        .bind(&session.username)
-        .bind(&session.client_id)
-        .bind(session.created_at.0)
-        .bind(session.last_used_at.0)
-        .execute(&self.writer)
-        .await
-        .map(drop)
-        .map_err(map_err)
+        let mut write = self.write(None).await?;
+        let result = bind_session(sqlx::query(insert_session_sql!()), session)
+            .execute(write.conn())
+            .await
+            .map(drop)
+            .map_err(map_err);
+        write.done(result).await
+    }
+
+    async fn start_session(&self, start: &SessionStart) -> StoreResult<u64> {
+        let (session, username) = (&start.session, start.session.username.as_str());
+        // Only trimming can revoke a cached session.
+        let mut write = self
+            .write(start.keep_sessions.map(|_| self.cache.invalidate_all()))
+            .await?;
+        let mut tx = write.begin().await?;
+        let batch = sqlx::query(concat!(
+            "DELETE FROM login_attempts WHERE attempt_id = ?;",
+            "DELETE FROM login_failures WHERE username = ?;",
+            insert_session_sql!(),
+            insert_audit_sql!(),
+        ))
+        .bind(&start.attempt_id)
+        .bind(username);
+        bind_audit(bind_session(batch, session), &start.audit)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let revoked = match start.keep_sessions {
+            Some(keep) => sqlx::query(
+                "DELETE FROM sessions WHERE username = ?1 AND token_hash NOT IN (
+                    SELECT token_hash FROM sessions WHERE username = ?1
+                    ORDER BY created_at DESC, id DESC LIMIT ?2)",
+            )
+            .bind(username)
+            .bind(i64::from(keep))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected(),
+            None => 0,
+        };
+        tx.commit().await.map_err(map_err)?;
+        write.done(Ok(revoked)).await
     }
 
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
@@ -495,34 +576,39 @@ impl Store for SqliteStore {
 
     async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool> {
         // A cached last use older than the stored one could make a live session look idle.
-        let _invalidate = self.cache.invalidate(digest);
-        sqlx::query("UPDATE sessions SET last_used_at = MAX(last_used_at, ?) WHERE token_hash = ?")
-            .bind(now.0)
-            .bind(digest.as_bytes())
-            .execute(&self.writer)
-            .await
-            .map(|r| r.rows_affected() > 0)
-            .map_err(map_err)
+        let mut write = self.write(Some(self.cache.invalidate(digest))).await?;
+        let result = sqlx::query(
+            "UPDATE sessions SET last_used_at = MAX(last_used_at, ?) WHERE token_hash = ?",
+        )
+        .bind(now.0)
+        .bind(digest.as_bytes())
+        .execute(write.conn())
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(map_err);
+        write.done(result).await
     }
 
     async fn delete_session(&self, digest: &TokenDigest) -> StoreResult<bool> {
-        let _invalidate = self.cache.invalidate(digest);
-        sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        let mut write = self.write(Some(self.cache.invalidate(digest))).await?;
+        let result = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
             .bind(digest.as_bytes())
-            .execute(&self.writer)
+            .execute(write.conn())
             .await
             .map(|r| r.rows_affected() > 0)
-            .map_err(map_err)
+            .map_err(map_err);
+        write.done(result).await
     }
 
     async fn purge_sessions_idle_since(&self, cutoff: Timestamp) -> StoreResult<u64> {
-        let _invalidate = self.cache.invalidate_all();
-        sqlx::query("DELETE FROM sessions WHERE last_used_at < ?")
+        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
+        let result = sqlx::query("DELETE FROM sessions WHERE last_used_at < ?")
             .bind(cutoff.0)
-            .execute(&self.writer)
+            .execute(write.conn())
             .await
             .map(|r| r.rows_affected())
-            .map_err(map_err)
+            .map_err(map_err);
+        write.done(result).await
     }
 
     async fn update_password_hash(
@@ -531,76 +617,61 @@ impl Store for SqliteStore {
         expected: &str,
         new_hash: &str,
     ) -> StoreResult<bool> {
-        sqlx::query("UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?")
-            .bind(new_hash)
-            .bind(username)
-            .bind(expected)
-            .execute(&self.writer)
-            .await
-            .map(|r| r.rows_affected() > 0)
-            .map_err(map_err)
+        let mut write = self.write(None).await?;
+        let result = sqlx::query(
+            "UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?",
+        )
+        .bind(new_hash)
+        .bind(username)
+        .bind(expected)
+        .execute(write.conn())
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(map_err);
+        write.done(result).await
     }
 
     async fn reserve_attempt(&self, request: &AttemptRequest) -> StoreResult<AttemptReservation> {
-        let username = request.username.as_str();
-        let now = request.now.0;
-        let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM login_attempts WHERE username = ? AND expires_at <= ?")
-            .bind(username)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let row: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT failures, locked_until FROM login_failures WHERE username = ?")
-                .bind(username)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        let mut failures = 0;
-        if let Some((count, locked_until)) = row {
-            failures = count;
-            if let Some(until) = locked_until {
-                if until > now {
-                    tx.commit().await.map_err(map_err)?;
-                    return Ok(AttemptReservation::Locked {
-                        until: Timestamp(until),
-                    });
-                }
-                // The lock is over: the count starts again.
-                sqlx::query("DELETE FROM login_failures WHERE username = ?")
-                    .bind(username)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                failures = 0;
-            }
-        }
-        let in_flight: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts WHERE username = ?")
-                .bind(username)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        if failures + in_flight >= i64::from(request.threshold) {
-            tx.commit().await.map_err(map_err)?;
-            return Ok(AttemptReservation::Busy);
-        }
-        sqlx::query(
-            "INSERT INTO login_attempts (attempt_id, username, expires_at) VALUES (?, ?, ?)",
+        let mut write = self.write(None).await?;
+        let mut tx = write.begin().await?;
+        // One batch: forget lapsed reservations and an ended lock (the count then starts
+        // again), reserve unless locked or failures plus reservations reach the threshold, and
+        // report the lock and whether the reservation was made.
+        let (locked_until, granted): (Option<i64>, bool) = sqlx::query_as(
+            "DELETE FROM login_attempts WHERE username = ?1 AND expires_at <= ?2;
+             DELETE FROM login_failures WHERE username = ?1 AND locked_until <= ?2;
+             INSERT INTO login_attempts (attempt_id, username, expires_at)
+               SELECT ?3, ?1, ?4
+               WHERE NOT EXISTS (SELECT 1 FROM login_failures
+                                 WHERE username = ?1 AND locked_until IS NOT NULL)
+                 AND COALESCE((SELECT failures FROM login_failures WHERE username = ?1), 0)
+                     + (SELECT COUNT(*) FROM login_attempts WHERE username = ?1) < ?5;
+             SELECT (SELECT locked_until FROM login_failures WHERE username = ?1),
+                    EXISTS (SELECT 1 FROM login_attempts WHERE attempt_id = ?3)",
         )
+        .bind(&request.username)
+        .bind(request.now.0)
         .bind(&request.attempt_id)
-        .bind(username)
         .bind(request.expires_at.0)
-        .execute(&mut *tx)
+        .bind(i64::from(request.threshold))
+        .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
-        Ok(AttemptReservation::Granted)
+        write
+            .done(Ok(match (granted, locked_until) {
+                (true, _) => AttemptReservation::Granted,
+                (false, Some(until)) => AttemptReservation::Locked {
+                    until: Timestamp(until),
+                },
+                (false, None) => AttemptReservation::Busy,
+            }))
+            .await
     }
 
     async fn finish_attempt(&self, end: &AttemptEnd) -> StoreResult<Option<Timestamp>> {
-        let mut tx = self.begin().await?;
+        let mut write = self.write(None).await?;
+        let mut tx = write.begin().await?;
         sqlx::query("DELETE FROM login_attempts WHERE attempt_id = ?")
             .bind(&end.attempt_id)
             .execute(&mut *tx)
@@ -609,13 +680,6 @@ impl Store for SqliteStore {
         let mut locked = None;
         match end.outcome {
             AttemptOutcome::Abandoned => {}
-            AttemptOutcome::Succeeded => {
-                sqlx::query("DELETE FROM login_failures WHERE username = ?")
-                    .bind(&end.username)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-            }
             AttemptOutcome::Failed { lock_until } => {
                 let (failures, locked_until): (i64, Option<i64>) = sqlx::query_as(
                     "INSERT INTO login_failures (username, failures, locked_until, updated_at)
@@ -641,7 +705,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await.map_err(map_err)?;
-        Ok(locked)
+        write.done(Ok(locked)).await
     }
 
     async fn add_ip_failure(
@@ -650,7 +714,8 @@ impl Store for SqliteStore {
         now: Timestamp,
         window_floor: Timestamp,
     ) -> StoreResult<(u32, Timestamp)> {
-        sqlx::query_as::<_, (i64, i64)>(
+        let mut write = self.write(None).await?;
+        let result = sqlx::query_as::<_, (i64, i64)>(
             "INSERT INTO ip_failures (ip, window_start, failures) VALUES (?, ?, 1)
              ON CONFLICT (ip) DO UPDATE SET
                failures = CASE WHEN ip_failures.window_start <= ? THEN 1
@@ -663,10 +728,11 @@ impl Store for SqliteStore {
         .bind(now.0)
         .bind(window_floor.0)
         .bind(window_floor.0)
-        .fetch_one(&self.writer)
+        .fetch_one(write.conn())
         .await
         .map(|(n, start)| (count(n), Timestamp(start)))
-        .map_err(map_err)
+        .map_err(map_err);
+        write.done(result).await
     }
 
     async fn ip_failures(&self, ip: &str) -> StoreResult<Option<(u32, Timestamp)>> {
@@ -703,38 +769,25 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user_sessions(&self, username: &str) -> StoreResult<u64> {
-        let _invalidate = self.cache.invalidate_all();
-        sqlx::query("DELETE FROM sessions WHERE username = ?")
+        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
+        let result = sqlx::query("DELETE FROM sessions WHERE username = ?")
             .bind(username)
-            .execute(&self.writer)
+            .execute(write.conn())
             .await
             .map(|r| r.rows_affected())
-            .map_err(map_err)
+            .map_err(map_err);
+        write.done(result).await
     }
 
     async fn delete_session_by_id(&self, id: &str) -> StoreResult<bool> {
-        let _invalidate = self.cache.invalidate_all();
-        sqlx::query("DELETE FROM sessions WHERE id = ?")
+        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
+        let result = sqlx::query("DELETE FROM sessions WHERE id = ?")
             .bind(id)
-            .execute(&self.writer)
+            .execute(write.conn())
             .await
             .map(|r| r.rows_affected() > 0)
-            .map_err(map_err)
-    }
-
-    async fn trim_user_sessions(&self, username: &str, keep: u32) -> StoreResult<u64> {
-        let _invalidate = self.cache.invalidate_all();
-        sqlx::query(
-            "DELETE FROM sessions WHERE username = ?1 AND token_hash NOT IN (
-                SELECT token_hash FROM sessions WHERE username = ?1
-                ORDER BY created_at DESC, id DESC LIMIT ?2)",
-        )
-        .bind(username)
-        .bind(i64::from(keep))
-        .execute(&self.writer)
-        .await
-        .map(|r| r.rows_affected())
-        .map_err(map_err)
+            .map_err(map_err);
+        write.done(result).await
     }
 
     async fn find_idempotency(
@@ -756,40 +809,33 @@ impl Store for SqliteStore {
         answers_before: Timestamp,
         records_before: Timestamp,
     ) -> StoreResult<u64> {
+        let mut write = self.write(None).await?;
         let erased = sqlx::query(
             "UPDATE idempotency_records SET answer = NULL
              WHERE answer IS NOT NULL AND created_at < ?",
         )
         .bind(answers_before.0)
-        .execute(&self.writer)
+        .execute(write.conn())
         .await
         .map_err(map_err)?
         .rows_affected();
         let deleted = sqlx::query("DELETE FROM idempotency_records WHERE created_at < ?")
             .bind(records_before.0)
-            .execute(&self.writer)
+            .execute(write.conn())
             .await
             .map_err(map_err)?
             .rows_affected();
-        Ok(erased + deleted)
+        write.done(Ok(erased + deleted)).await
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (time, event, outcome, username, client_id, ip, detail)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(record.time.0)
-        .bind(&record.event)
-        .bind(&record.outcome)
-        .bind(&record.username)
-        .bind(&record.client_id)
-        .bind(&record.ip)
-        .bind(&record.detail)
-        .execute(&self.writer)
-        .await
-        .map(drop)
-        .map_err(map_err)
+        let mut write = self.write(None).await?;
+        let result = bind_audit(sqlx::query(insert_audit_sql!()), record)
+            .execute(write.conn())
+            .await
+            .map(drop)
+            .map_err(map_err);
+        write.done(result).await
     }
 
     async fn list_audit(

@@ -14,7 +14,9 @@
 //!   Entries are trusted only while that header equals the one they were validated at; when it
 //!   differs, lookups go to the database until `PRAGMA data_version` on the writer connection
 //!   (which changes only for commits by *other* connections) proves the change was ours, or the
-//!   cache is cleared.
+//!   cache is cleared. Each of this store's writes runs that validation as soon as it has
+//!   committed and dropped its entries, before the next write (`sqlite_writer`); a lookup that
+//!   finds the header changed by someone else starts one in the background.
 //!
 //! An in-memory database has no `-shm` file; the cache is then off.
 
@@ -32,10 +34,9 @@ use crate::crypto::TokenDigest;
 const HEADER: usize = 48;
 /// Beyond this many entries of a kind, the cache starts over rather than grow.
 const MAX_ENTRIES: usize = 100_000;
-/// Validations are at least this far apart. Each takes the writer connection; under a steady
-/// stream of logins (every commit changes the header) unthrottled validations queued behind
-/// the logins' writes and cut logins/s by a quarter, while lookups are served by the database
-/// meanwhile anyway.
+/// Background validations are at least this far apart. Each takes the writer connection; when
+/// they were the only kind, unthrottled ones queued behind a steady stream of logins' writes and
+/// cut logins/s by a quarter, while lookups are served by the database meanwhile anyway.
 const MIN_VALIDATION_INTERVAL: Duration = Duration::from_millis(50);
 
 pub(super) type Header = [u8; HEADER];

@@ -213,3 +213,30 @@ async fn checks_racing_revocations_never_see_a_revoked_session() {
         }
     }
 }
+
+/// This store's own writes leave the cache trusted at once: the first lookup after one fills
+/// it, with no wait for a background validation. Before, every write of ours (a login, a
+/// last-use touch) sent lookups to the database until one had run, at most every 50 ms.
+#[tokio::test]
+async fn writes_by_this_store_leave_the_cache_trusted() {
+    let (_dir, url) = temp_db();
+    let store = open(&url).await;
+    seeded(&store).await;
+    let other = new_session(&store, "ben").await;
+    for minute in 1..=5 {
+        let later = T0.plus(Duration::from_secs(60 * minute));
+        assert!(
+            store
+                .touch_session(&other.token_digest, later)
+                .await
+                .unwrap()
+        );
+        let s = new_session(&store, "ann").await;
+        let found = store.find_session(&s.token_digest).await.unwrap();
+        assert_eq!(found.as_ref(), Some(&s));
+        assert!(
+            store.caches(&s.token_digest),
+            "the first lookup after a write went uncached"
+        );
+    }
+}

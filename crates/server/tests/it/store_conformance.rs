@@ -6,7 +6,7 @@ use std::sync::Arc;
 use m2m_session_server::crypto::{SessionToken, digest};
 use m2m_session_server::store::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, PasswordReset, SessionRecord, Store, StoreError, UserRecord,
+    ClientRecord, PasswordReset, SessionRecord, SessionStart, Store, StoreError, UserRecord,
 };
 use m2m_session_server::time::Timestamp;
 
@@ -41,6 +41,27 @@ fn session(name: &str, client_id: &str) -> SessionRecord {
         last_used_at: T0,
         // What reads fill in from `user()`; inserts ignore it.
         account: Some("acct".into()),
+    }
+}
+
+fn login_audit(name: &str) -> AuditRecord {
+    AuditRecord {
+        time: T0,
+        event: "login".into(),
+        outcome: "success".into(),
+        username: Some(name.into()),
+        client_id: Some("c1".into()),
+        ip: Some("192.0.2.7".into()),
+        detail: None,
+    }
+}
+
+fn start(session: &SessionRecord, attempt_id: &str, keep_sessions: Option<u32>) -> SessionStart {
+    SessionStart {
+        session: session.clone(),
+        attempt_id: attempt_id.into(),
+        keep_sessions,
+        audit: login_audit(&session.username),
     }
 }
 
@@ -167,7 +188,7 @@ pub async fn failures_lock_once_and_locks_are_never_extended(store: Arc<dyn Stor
         None
     );
     assert_eq!(store.lockout("dan").await.unwrap().unwrap().failures, 1);
-    // Success clears; abandon neither counts nor clears.
+    // Abandoning neither counts nor clears (a login's success clears: see `start_session`).
     store
         .reserve_attempt(&attempt("dan", "z", after))
         .await
@@ -177,14 +198,7 @@ pub async fn failures_lock_once_and_locks_are_never_extended(store: Arc<dyn Stor
         .await
         .unwrap();
     assert_eq!(store.lockout("dan").await.unwrap().unwrap().failures, 1);
-    store
-        .reserve_attempt(&attempt("dan", "w", after))
-        .await
-        .unwrap();
-    store
-        .finish_attempt(&end("dan", "w", AttemptOutcome::Succeeded, after))
-        .await
-        .unwrap();
+    assert!(store.clear_failures("dan").await.unwrap());
     assert_eq!(store.lockout("dan").await.unwrap(), None);
     assert!(!store.clear_failures("dan").await.unwrap());
 }
@@ -520,16 +534,94 @@ pub async fn sessions_are_listed_revoked_and_capped(store: Arc<dyn Store>) {
     store.insert_session(&hal).await.unwrap();
     assert_eq!(store.list_sessions(None).await.unwrap().len(), 5);
     assert_eq!(store.list_sessions(Some("gus")).await.unwrap(), gus);
-    // Keep the newest two.
-    assert_eq!(store.trim_user_sessions("gus", 2).await.unwrap(), 2);
+    // A login capped at three sessions keeps the newest two and itself.
+    let mut newest = session("gus", "c1");
+    newest.created_at = T0.plus(secs(4));
+    store
+        .reserve_attempt(&attempt("gus", "cap", T0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .start_session(&start(&newest, "cap", Some(3)))
+            .await
+            .unwrap(),
+        2
+    );
+    gus.push(newest.clone());
     assert_eq!(
         store.list_sessions(Some("gus")).await.unwrap(),
         gus[2..].to_vec()
     );
+    assert!(store.delete_session_by_id(&newest.id).await.unwrap());
     assert!(store.delete_session_by_id(&gus[2].id).await.unwrap());
     assert!(!store.delete_session_by_id(&gus[2].id).await.unwrap());
     assert_eq!(store.delete_user_sessions("gus").await.unwrap(), 1);
     assert_eq!(store.list_sessions(None).await.unwrap(), vec![hal]);
+}
+
+pub async fn a_login_ends_its_reservation_and_starts_its_session_at_once(store: Arc<dyn Store>) {
+    store.insert_client(&client("c1")).await.unwrap();
+    store.insert_user(&user("jay")).await.unwrap();
+    for id in ["f1", "f2"] {
+        store
+            .reserve_attempt(&attempt("jay", id, T0))
+            .await
+            .unwrap();
+        store
+            .finish_attempt(&end("jay", id, failed(T0.plus(mins(15))), T0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt("jay", "ok", T0))
+            .await
+            .unwrap(),
+        AttemptReservation::Granted
+    );
+    let new = session("jay", "c1");
+    assert_eq!(
+        store.start_session(&start(&new, "ok", None)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store.find_session(&new.token_digest).await.unwrap(),
+        Some(new.clone())
+    );
+    assert_eq!(store.lockout("jay").await.unwrap(), None);
+    assert_eq!(
+        store.list_audit(Some("jay"), None).await.unwrap(),
+        vec![login_audit("jay")]
+    );
+    // Failures cleared and the reservation gone: all five verifications are free again.
+    for i in 0..5 {
+        assert_eq!(
+            store
+                .reserve_attempt(&attempt("jay", &format!("n{i}"), T0))
+                .await
+                .unwrap(),
+            AttemptReservation::Granted
+        );
+    }
+    // Nothing is half done: a session that cannot be stored leaves the counters alone.
+    store
+        .finish_attempt(&end("jay", "n0", failed(T0.plus(mins(15))), T0))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.start_session(&start(&new, "n1", None)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.lockout("jay").await.unwrap().unwrap().failures, 1);
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt("jay", "n5", T0))
+            .await
+            .unwrap(),
+        AttemptReservation::Busy
+    );
+    assert_eq!(store.list_audit(Some("jay"), None).await.unwrap().len(), 1);
 }
 
 pub async fn rehash_is_a_compare_and_swap(store: Arc<dyn Store>) {
@@ -578,6 +670,7 @@ macro_rules! conformance {
                 audit_records_round_trip_and_filter,
                 stale_counters_of_unknown_names_are_purged,
                 sessions_are_listed_revoked_and_capped,
+                a_login_ends_its_reservation_and_starts_its_session_at_once,
                 rehash_is_a_compare_and_swap,
                 clients_round_trip_and_removal_cascades,
                 one_live_api_token_per_client_and_scope,
