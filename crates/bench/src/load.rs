@@ -20,6 +20,15 @@ pub struct LoadResult {
     pub per_second: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// CPU time the server process spent meanwhile, warm-up included, where measured.
+    pub server_cpu_s: f64,
+}
+
+impl LoadResult {
+    /// The server's CPU time per request sent, in microseconds.
+    pub fn server_cpu_us_per_request(&self) -> f64 {
+        self.server_cpu_s * 1e6 / self.sent_in_all.max(1) as f64
+    }
 }
 
 /// Sends `request` with one pooled HTTP client and counts answers with `expected_status`.
@@ -111,6 +120,7 @@ fn summarize(mut all: Vec<Duration>, duration: Duration, failures: u64, sent: u6
         per_second: all.len() as f64 / seconds,
         p50_ms: percentile_ms(&all, 0.50),
         p99_ms: percentile_ms(&all, 0.99),
+        server_cpu_s: 0.0,
     }
 }
 

@@ -3,11 +3,12 @@
 //! hours of argon2).
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 
 use m2m_session_server::crypto::{Argon2Settings, SessionToken};
-use m2m_session_server::domain::{NewClient, NewUser};
+use m2m_session_server::domain::{NewClient, NewUser, Policy};
 use m2m_session_server::open_admin;
 use m2m_session_server::time::Timestamp;
 use secrecy::SecretString;
@@ -95,6 +96,36 @@ pub async fn sessions(
     tx.commit().await?;
     conn.close().await?;
     Ok(tokens)
+}
+
+/// Spreads the last uses of the sessions of `tokens` evenly over the past touch granularity
+/// (the server's default, a minute), as a steady population leaves them: from now on one comes
+/// due for its last-use write every granularity ÷ `tokens.len()` (60 ms for 1,000), through
+/// the whole measurement. Left as seeded, they came due all at once, in a storm of writes in
+/// whichever measurement ran a minute later, and in the others not at all.
+///
+/// Written from this process, so the server sees another process's commit (its read cache
+/// starts over, as after an admin command).
+pub async fn spread_last_uses(database: &Path, tokens: &[String]) -> anyhow::Result<()> {
+    let options = SqliteConnectOptions::new()
+        .filename(database)
+        .busy_timeout(Duration::from_secs(10));
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    let now = Timestamp::now().0;
+    let granularity = i64::try_from(Policy::default().touch_granularity().as_millis())?;
+    let count = i64::try_from(tokens.len().max(1))?;
+    let mut tx = conn.begin().await?;
+    for (i, token) in (0..).zip(tokens) {
+        let digest = SessionToken::parse(token)?.digest();
+        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE token_hash = ?")
+            .bind(now - granularity + (i + 1) * granularity / count)
+            .bind(digest.as_bytes())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    conn.close().await?;
+    Ok(())
 }
 
 /// Live sessions in the store, as the server will see them.

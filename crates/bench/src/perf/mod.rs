@@ -24,9 +24,13 @@ use served::Served;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Measuring time of each rate (split in two halves run A-B-B-A against its limit)
+    /// Measuring time of each rate in each round (split in two halves run A-B-B-A against its
+    /// limit)
     #[arg(long, default_value = "4s")]
     duration: humantime::Duration,
+    /// Times each pair of rates is measured A-B-B-A (each time for `duration`)
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
     /// Concurrent clients for the session and health checks
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -66,6 +70,9 @@ struct Phase {
     healthz: LoadResult,
     verify: LoadResult,
     verify_over_healthz: f64,
+    /// Server CPU per login less argon2id's CPU per hash (both warm-up included), what a login
+    /// costs besides its hash.
+    server_cpu_ms_per_login_besides_argon2: f64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -138,17 +145,26 @@ async fn phase(
     eprintln!("{live_sessions} live sessions: argon2id on {cores} threads against logins");
     let concurrency = args.login_concurrency.unwrap_or(cores * 2);
     let (argon2, logins) = abba(
+        args.rounds,
         || async move {
             let (settings, duration) = (Argon2Settings::default(), half(args));
-            let per_s = tokio::task::spawn_blocking(move || {
+            // This process does nothing else meanwhile: its CPU time is the hashes'.
+            let before = served::cpu_seconds(std::process::id())?;
+            let (per_s, hashes) = tokio::task::spawn_blocking(move || {
                 argon2_limit::hashes_per_second(settings, cores, WARMUP, duration)
             })
             .await??;
-            Ok(rate(per_s, half(args)))
+            let mut limit = rate(per_s, half(args));
+            limit.sent_in_all = hashes;
+            limit.server_cpu_s = served::cpu_seconds(std::process::id())? - before;
+            Ok(limit)
         },
-        || async move {
+        || {
             let base = &served.base;
-            Ok(login_load(base, bearer, args.users, concurrency, half(args)).await)
+            charged(
+                served,
+                login_load(base, bearer, args.users, concurrency, half(args)),
+            )
         },
     )
     .await?;
@@ -159,10 +175,16 @@ async fn phase(
     };
     let verify = verify_request(&served.base, bearer, tokens);
     let (healthz, verify) = abba(
-        || async {
-            Ok(load::run(args.concurrency, WARMUP, half(args), 200, healthz.clone()).await)
+        args.rounds,
+        || {
+            let load = load::run(args.concurrency, WARMUP, half(args), 200, healthz.clone());
+            charged(served, load)
         },
-        || async { Ok(load::run(args.concurrency, WARMUP, half(args), 204, verify.clone()).await) },
+        || async {
+            seed::spread_last_uses(database, tokens).await?;
+            let load = load::run(args.concurrency, WARMUP, half(args), 204, verify.clone());
+            charged(served, load).await
+        },
     )
     .await?;
     Ok(Phase {
@@ -171,9 +193,24 @@ async fn phase(
         logins_over_argon2: logins.per_second / argon2.per_second,
         logins,
         verify_over_healthz: verify.per_second / healthz.per_second,
+        server_cpu_ms_per_login_besides_argon2: (logins.server_cpu_us_per_request()
+            - argon2.server_cpu_us_per_request())
+            / 1e3,
         healthz,
         verify,
     })
+}
+
+/// Runs `load` and records the server's CPU time meanwhile: a cost per request that the
+/// shared machine's speed changes far less than it changes rates.
+async fn charged(
+    served: &Served,
+    load: impl Future<Output = LoadResult>,
+) -> anyhow::Result<LoadResult> {
+    let before = served.cpu_seconds()?;
+    let mut result = load.await;
+    result.server_cpu_s = served.cpu_seconds()? - before;
+    Ok(result)
 }
 
 fn half(args: &Args) -> Duration {
@@ -219,19 +256,26 @@ async fn login_load(
     load::run(concurrency, WARMUP, duration, 200, request).await
 }
 
-/// Runs A, B, B, A and merges each pair, so a drift in the machine's load hits both alike.
-async fn abba<A, B, FA, FB>(a: A, b: B) -> anyhow::Result<(LoadResult, LoadResult)>
+/// Runs A, B, B, A `rounds` times and merges each side, so a drift in the machine's speed hits
+/// both alike, and a swing that A-B-B-A cannot cancel is averaged over several.
+async fn abba<A, B, FA, FB>(rounds: usize, a: A, b: B) -> anyhow::Result<(LoadResult, LoadResult)>
 where
     A: Fn() -> FA,
     B: Fn() -> FB,
     FA: std::future::Future<Output = anyhow::Result<LoadResult>>,
     FB: std::future::Future<Output = anyhow::Result<LoadResult>>,
 {
-    let a1 = a().await?;
-    let b1 = b().await?;
-    let b2 = b().await?;
-    let a2 = a().await?;
-    Ok((merge(a1, a2), merge(b1, b2)))
+    let round = || async {
+        let (a1, b1) = (a().await?, b().await?);
+        let (b2, a2) = (b().await?, a().await?);
+        Ok::<_, anyhow::Error>((merge(a1, a2), merge(b1, b2)))
+    };
+    let (mut sum_a, mut sum_b) = round().await?;
+    for _ in 1..rounds {
+        let (more_a, more_b) = round().await?;
+        (sum_a, sum_b) = (merge(sum_a, more_a), merge(sum_b, more_b));
+    }
+    Ok((sum_a, sum_b))
 }
 
 /// A rate measured outside the load generator, as a [`LoadResult`] without latencies.
@@ -245,6 +289,7 @@ fn rate(per_second: f64, duration: Duration) -> LoadResult {
         per_second,
         p50_ms: 0.0,
         p99_ms: 0.0,
+        server_cpu_s: 0.0,
     }
 }
 
@@ -260,6 +305,7 @@ fn merge(x: LoadResult, y: LoadResult) -> LoadResult {
         per_second: requests as f64 / seconds,
         p50_ms: x.p50_ms.max(y.p50_ms),
         p99_ms: x.p99_ms.max(y.p99_ms),
+        server_cpu_s: x.server_cpu_s + y.server_cpu_s,
     }
 }
 
@@ -289,6 +335,7 @@ async fn sdk_against_tool(
     };
     let sdk_call = Arc::new(sdk_call);
     abba(
+        args.rounds,
         || {
             let call = sdk_call.clone();
             async move {
@@ -335,6 +382,13 @@ impl Report {
             s.logins_over_argon2, l.logins_over_argon2
         );
         println!(
+            "| server CPU ms per login / besides argon2id | {:.1} / {:.1} | {:.1} / {:.1} | |",
+            s.logins.server_cpu_us_per_request() / 1e3,
+            s.server_cpu_ms_per_login_besides_argon2,
+            l.logins.server_cpu_us_per_request() / 1e3,
+            l.server_cpu_ms_per_login_besides_argon2
+        );
+        println!(
             "| /healthz req/s | {:.0} | {:.0} | |",
             s.healthz.per_second, l.healthz.per_second
         );
@@ -345,6 +399,13 @@ impl Report {
         println!(
             "| /auth/verify ÷ /healthz | **{:.2}** | **{:.2}** | ≥ 0.80 |",
             s.verify_over_healthz, l.verify_over_healthz
+        );
+        println!(
+            "| server CPU µs per /healthz / per /auth/verify | {:.0} / {:.0} | {:.0} / {:.0} | |",
+            s.healthz.server_cpu_us_per_request(),
+            s.verify.server_cpu_us_per_request(),
+            l.healthz.server_cpu_us_per_request(),
+            l.verify.server_cpu_us_per_request()
         );
         println!(
             "| /auth/verify p50 / p99 ms | {:.2} / {:.2} | {:.2} / {:.2} | p99 < 5 |",

@@ -79,6 +79,11 @@ impl Served {
         self.status_kib("VmRSS:")
     }
 
+    /// CPU time the server has used so far.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds(self.child.id().context("server already exited")?)
+    }
+
     fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
         let pid = self.child.id().context("server already exited")?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -105,4 +110,19 @@ impl Served {
         }
         Ok(())
     }
+}
+
+/// CPU time a process has used so far, user and system, all its threads. Time the hypervisor
+/// gave to other machines is not counted, so costs measured this way vary less than rates.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces: the
+    // state is field 3, utime and stime are fields 14 and 15 (proc(5)).
+    let after = stat.rsplit_once(')').context("unreadable /proc stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields.get(i).context("short /proc stat")?.parse::<f64>()?)
+    };
+    // Clock ticks are 1/100 s on Linux (USER_HZ).
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
