@@ -15,7 +15,7 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
     SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Connection, Sqlite};
+use sqlx::{Connection, Row, Sqlite};
 
 use super::rows::{self, count};
 use super::sqlite_cache::{Invalidation, Lookup, ReadCache, Ticket};
@@ -44,7 +44,7 @@ macro_rules! insert_audit_sql {
     };
 }
 
-type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
+pub(super) type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
 
 fn bind_session<'q>(query: SqliteQuery<'q>, session: &'q SessionRecord) -> SqliteQuery<'q> {
     query
@@ -170,11 +170,7 @@ impl SqliteStore {
     /// Takes the writer connection for one write, which drops `invalidation`'s cache entries
     /// when it ends (see [`Write`]).
     async fn write<'a>(&'a self, invalidation: Option<Invalidation<'a>>) -> StoreResult<Write<'a>> {
-        Ok(Write::new(
-            invalidation,
-            self.writer.lock().await?,
-            &self.cache,
-        ))
+        Write::new(&self.writer, invalidation, &self.cache).await
     }
 }
 
@@ -529,35 +525,39 @@ impl Store for SqliteStore {
         let mut write = self
             .write(start.keep_sessions.map(|_| self.cache.invalidate_all()))
             .await?;
-        let mut tx = write.begin().await?;
-        let batch = sqlx::query(concat!(
-            "DELETE FROM login_attempts WHERE attempt_id = ?;",
-            "DELETE FROM login_failures WHERE username = ?;",
-            insert_session_sql!(),
-            insert_audit_sql!(),
-        ))
-        .bind(&start.attempt_id)
-        .bind(username);
-        bind_audit(bind_session(batch, session), &start.audit)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let revoked = match start.keep_sessions {
-            Some(keep) => sqlx::query(
-                "DELETE FROM sessions WHERE username = ?1 AND token_hash NOT IN (
-                    SELECT token_hash FROM sessions WHERE username = ?1
-                    ORDER BY created_at DESC, id DESC LIMIT ?2)",
-            )
-            .bind(username)
-            .bind(i64::from(keep))
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .rows_affected(),
-            None => 0,
+        macro_rules! start_sql {
+            ($($trim:expr)?) => {
+                concat!(
+                    "BEGIN IMMEDIATE;",
+                    "DELETE FROM login_attempts WHERE attempt_id = ?;",
+                    "DELETE FROM login_failures WHERE username = ?;",
+                    insert_session_sql!(),
+                    insert_audit_sql!(),
+                    $($trim,)?
+                    "COMMIT;"
+                )
+            };
+        }
+        // The trim returns a row per session it revokes.
+        let sql = match start.keep_sessions {
+            None => start_sql!(),
+            Some(_) => start_sql!(
+                "DELETE FROM sessions WHERE username = ? AND token_hash NOT IN (
+                    SELECT token_hash FROM sessions WHERE username = ?
+                    ORDER BY created_at DESC, id DESC LIMIT ?)
+                 RETURNING 1;"
+            ),
         };
-        tx.commit().await.map_err(map_err)?;
-        write.done(Ok(revoked)).await
+        let batch = sqlx::query(sql).bind(&start.attempt_id).bind(username);
+        let mut batch = bind_audit(bind_session(batch, session), &start.audit);
+        if let Some(keep) = start.keep_sessions {
+            batch = batch.bind(username).bind(username).bind(i64::from(keep));
+        }
+        let revoked = write
+            .transaction(batch)
+            .await
+            .map(|rows| u64::try_from(rows.len()).unwrap_or(u64::MAX));
+        write.done(revoked).await
     }
 
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
@@ -633,12 +633,12 @@ impl Store for SqliteStore {
 
     async fn reserve_attempt(&self, request: &AttemptRequest) -> StoreResult<AttemptReservation> {
         let mut write = self.write(None).await?;
-        let mut tx = write.begin().await?;
         // One batch: forget lapsed reservations and an ended lock (the count then starts
         // again), reserve unless locked or failures plus reservations reach the threshold, and
         // report the lock and whether the reservation was made.
-        let (locked_until, granted): (Option<i64>, bool) = sqlx::query_as(
-            "DELETE FROM login_attempts WHERE username = ?1 AND expires_at <= ?2;
+        let batch = sqlx::query(
+            "BEGIN IMMEDIATE;
+             DELETE FROM login_attempts WHERE username = ?1 AND expires_at <= ?2;
              DELETE FROM login_failures WHERE username = ?1 AND locked_until <= ?2;
              INSERT INTO login_attempts (attempt_id, username, expires_at)
                SELECT ?3, ?1, ?4
@@ -647,26 +647,31 @@ impl Store for SqliteStore {
                  AND COALESCE((SELECT failures FROM login_failures WHERE username = ?1), 0)
                      + (SELECT COUNT(*) FROM login_attempts WHERE username = ?1) < ?5;
              SELECT (SELECT locked_until FROM login_failures WHERE username = ?1),
-                    EXISTS (SELECT 1 FROM login_attempts WHERE attempt_id = ?3)",
+                    EXISTS (SELECT 1 FROM login_attempts WHERE attempt_id = ?3);
+             COMMIT;",
         )
         .bind(&request.username)
         .bind(request.now.0)
         .bind(&request.attempt_id)
         .bind(request.expires_at.0)
-        .bind(i64::from(request.threshold))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        write
-            .done(Ok(match (granted, locked_until) {
+        .bind(i64::from(request.threshold));
+        let reservation = write.transaction(batch).await.and_then(|rows| {
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Backend("the reservation reported nothing".into()))?;
+            let (locked_until, granted): (Option<i64>, bool) = (
+                row.try_get(0).map_err(map_err)?,
+                row.try_get(1).map_err(map_err)?,
+            );
+            Ok(match (granted, locked_until) {
                 (true, _) => AttemptReservation::Granted,
                 (false, Some(until)) => AttemptReservation::Locked {
                     until: Timestamp(until),
                 },
                 (false, None) => AttemptReservation::Busy,
-            }))
-            .await
+            })
+        });
+        write.done(reservation).await
     }
 
     async fn finish_attempt(&self, end: &AttemptEnd) -> StoreResult<Option<Timestamp>> {

@@ -9,18 +9,23 @@
 //! trusted again at once. Left to the background validation (see `sqlite_cache`), steady writes
 //! (logins, last-use touches) kept session checks off the cache.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{Connection, Sqlite, Transaction};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Connection, Execute, Sqlite, Transaction};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
+use super::sqlite::{SqliteQuery, map_err};
 use super::sqlite_cache::{Invalidation, ReadCache};
 use super::{StoreError, StoreResult};
 
 #[derive(Debug)]
 pub(super) struct Writer {
     conn: Mutex<Option<SqliteConnection>>,
+    /// A batch that opened its own transaction may have stopped before its end (an error, or
+    /// its request cancelled): the next write rolls back first.
+    unfinished: AtomicBool,
     /// How long a write waits for the connection before the store counts as unavailable.
     wait: Duration,
 }
@@ -29,6 +34,7 @@ impl Writer {
     pub(super) fn new(conn: SqliteConnection, wait: Duration) -> Self {
         Self {
             conn: Mutex::new(Some(conn)),
+            unfinished: AtomicBool::new(false),
             wait,
         }
     }
@@ -37,8 +43,12 @@ impl Writer {
         let guard = tokio::time::timeout(self.wait, self.conn.lock())
             .await
             .map_err(|_| StoreError::Unavailable("the database writer stayed busy".into()))?;
-        MutexGuard::try_map(guard, Option::as_mut)
-            .map_err(|_| StoreError::Unavailable("the store is closed".into()))
+        let mut conn = MutexGuard::try_map(guard, Option::as_mut)
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        if self.unfinished.swap(false, Ordering::AcqRel) {
+            rollback(&mut conn).await;
+        }
+        Ok(conn)
     }
 
     /// Takes the connection out: every later write fails as unavailable.
@@ -53,20 +63,22 @@ pub(super) struct Write<'a> {
     // before the connection is free for the next write (and its validation).
     invalidation: Option<Invalidation<'a>>,
     conn: MappedMutexGuard<'a, SqliteConnection>,
+    writer: &'a Writer,
     cache: &'a ReadCache,
 }
 
 impl<'a> Write<'a> {
-    pub(super) fn new(
+    pub(super) async fn new(
+        writer: &'a Writer,
         invalidation: Option<Invalidation<'a>>,
-        conn: MappedMutexGuard<'a, SqliteConnection>,
         cache: &'a ReadCache,
-    ) -> Self {
-        Self {
+    ) -> StoreResult<Self> {
+        Ok(Self {
             invalidation,
-            conn,
+            conn: writer.lock().await?,
+            writer,
             cache,
-        }
+        })
     }
 
     pub(super) fn conn(&mut self) -> &mut SqliteConnection {
@@ -79,7 +91,29 @@ impl<'a> Write<'a> {
         self.conn
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(super::sqlite::map_err)
+            .map_err(map_err)
+    }
+
+    /// Runs a batch that is its own transaction, from `BEGIN IMMEDIATE;` to `COMMIT;`, and
+    /// returns the rows its statements produced. One round trip to the connection's thread
+    /// where a [`Self::begin`] transaction takes two more, one each for BEGIN and COMMIT; a
+    /// login has two such batches. A batch that fails or is cancelled half way is rolled back
+    /// (now, or at the next write).
+    pub(super) async fn transaction(
+        &mut self,
+        batch: SqliteQuery<'_>,
+    ) -> StoreResult<Vec<SqliteRow>> {
+        debug_assert!(
+            batch.sql().starts_with("BEGIN IMMEDIATE;") && batch.sql().ends_with("COMMIT;"),
+            "a batch transaction must begin and end itself"
+        );
+        self.writer.unfinished.store(true, Ordering::Release);
+        let rows = batch.fetch_all(&mut *self.conn).await;
+        if rows.is_err() {
+            rollback(&mut self.conn).await;
+        }
+        self.writer.unfinished.store(false, Ordering::Release);
+        rows.map_err(map_err)
     }
 
     /// Ends the write: drops its cache entries, then validates the cache against the database
@@ -98,5 +132,13 @@ impl<'a> Write<'a> {
             }
         }
         result
+    }
+}
+
+/// Ends whatever transaction a batch left open; there may be none (it failed on BEGIN, or
+/// SQLite already rolled it back), and that error is expected.
+async fn rollback(conn: &mut SqliteConnection) {
+    if let Err(e) = sqlx::query("ROLLBACK").execute(conn).await {
+        tracing::debug!(error = %e, "rollback after an unfinished batch");
     }
 }

@@ -13,6 +13,7 @@ mod read_cache;
 mod request_ids;
 mod security;
 mod simulator;
+mod sqlite_batches;
 mod store_conformance;
 mod support;
 mod tls;
