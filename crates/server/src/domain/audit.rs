@@ -80,7 +80,9 @@ impl RequestContext {
     }
 }
 
-/// One audit line. Auditing never fails the operation it records: a store error is logged.
+/// One audit line. Appending one never fails the operation it records: a store error is
+/// logged. (A successful login's line is instead written in the transaction that starts the
+/// session, so the two stand or fall together.)
 pub struct Entry<'a> {
     pub event: AuditEvent,
     pub outcome: AuditOutcome,

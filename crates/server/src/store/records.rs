@@ -73,7 +73,7 @@ pub struct SessionRecord {
     pub created_at: Timestamp,
     pub last_used_at: Timestamp,
     /// The owning user's account, read with the session so a session check is one lookup;
-    /// ignored by [`super::Store::insert_session`].
+    /// ignored when a session is stored.
     pub account: Option<String>,
 }
 
