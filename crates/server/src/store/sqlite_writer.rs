@@ -45,8 +45,10 @@ impl Writer {
             .map_err(|_| StoreError::Unavailable("the database writer stayed busy".into()))?;
         let mut conn = MutexGuard::try_map(guard, Option::as_mut)
             .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
-        if self.unfinished.swap(false, Ordering::AcqRel) {
+        // Cleared only once the rollback has run: cancelled on the way, it is tried again.
+        if self.unfinished.load(Ordering::Acquire) {
             rollback(&mut conn).await;
+            self.unfinished.store(false, Ordering::Release);
         }
         Ok(conn)
     }
