@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
-    SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqlitePoolOptions, SqliteQueryResult, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, Row, Sqlite};
 
@@ -167,6 +167,17 @@ impl SqliteStore {
         }
     }
 
+    /// One statement on the writer connection, a transaction of its own (see [`Write`]).
+    async fn write_one<'a>(
+        &'a self,
+        invalidation: Option<Invalidation<'a>>,
+        statement: SqliteQuery<'_>,
+    ) -> StoreResult<SqliteQueryResult> {
+        let mut write = self.write(invalidation).await?;
+        let result = statement.execute(write.conn()).await.map_err(map_err);
+        write.done(result).await
+    }
+
     /// Takes the writer connection for one write, which drops `invalidation`'s cache entries
     /// when it ends (see [`Write`]).
     async fn write<'a>(&'a self, invalidation: Option<Invalidation<'a>>) -> StoreResult<Write<'a>> {
@@ -231,19 +242,14 @@ impl Store for SqliteStore {
     }
 
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<()> {
-        let mut write = self.write(None).await?;
-        let result = sqlx::query(
+        let statement = sqlx::query(
             "INSERT INTO users (username, account, password_hash, created_at) VALUES (?, ?, ?, ?)",
         )
         .bind(&user.username)
         .bind(&user.account)
         .bind(&user.password_hash)
-        .bind(user.created_at.0)
-        .execute(write.conn())
-        .await
-        .map(drop)
-        .map_err(map_err);
-        write.done(result).await
+        .bind(user.created_at.0);
+        self.write_one(None, statement).await.map(drop)
     }
 
     async fn find_user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
@@ -350,14 +356,10 @@ impl Store for SqliteStore {
     }
 
     async fn clear_failures(&self, username: &str) -> StoreResult<bool> {
-        let mut write = self.write(None).await?;
-        let result = sqlx::query("DELETE FROM login_failures WHERE username = ?")
-            .bind(username)
-            .execute(write.conn())
+        let statement = sqlx::query("DELETE FROM login_failures WHERE username = ?").bind(username);
+        self.write_one(None, statement)
             .await
             .map(|r| r.rows_affected() > 0)
-            .map_err(map_err);
-        write.done(result).await
     }
 
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {
@@ -403,20 +405,15 @@ impl Store for SqliteStore {
     }
 
     async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()> {
-        let mut write = self.write(None).await?;
-        let result = sqlx::query(
+        let statement = sqlx::query(
             "INSERT INTO oauth_clients (client_id, secret_hash, scopes, created_at)
              VALUES (?, ?, ?, ?)",
         )
         .bind(&client.client_id)
         .bind(&client.secret_hash)
         .bind(client.scopes.join(" "))
-        .bind(client.created_at.0)
-        .execute(write.conn())
-        .await
-        .map(drop)
-        .map_err(map_err);
-        write.done(result).await
+        .bind(client.created_at.0);
+        self.write_one(None, statement).await.map(drop)
     }
 
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
@@ -437,14 +434,11 @@ impl Store for SqliteStore {
     }
 
     async fn remove_client(&self, client_id: &str) -> StoreResult<bool> {
-        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
-        let result = sqlx::query("DELETE FROM oauth_clients WHERE client_id = ?")
-            .bind(client_id)
-            .execute(write.conn())
+        let statement =
+            sqlx::query("DELETE FROM oauth_clients WHERE client_id = ?").bind(client_id);
+        self.write_one(Some(self.cache.invalidate_all()), statement)
             .await
             .map(|r| r.rows_affected() > 0)
-            .map_err(map_err);
-        write.done(result).await
     }
 
     async fn issue_api_token(
@@ -499,24 +493,16 @@ impl Store for SqliteStore {
     }
 
     async fn delete_api_token(&self, digest: &TokenDigest) -> StoreResult<bool> {
-        let mut write = self.write(Some(self.cache.invalidate(digest))).await?;
-        let result = sqlx::query("DELETE FROM api_tokens WHERE token_hash = ?")
-            .bind(digest.as_bytes())
-            .execute(write.conn())
+        let statement =
+            sqlx::query("DELETE FROM api_tokens WHERE token_hash = ?").bind(digest.as_bytes());
+        self.write_one(Some(self.cache.invalidate(digest)), statement)
             .await
             .map(|r| r.rows_affected() > 0)
-            .map_err(map_err);
-        write.done(result).await
     }
 
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
-        let mut write = self.write(None).await?;
-        let result = bind_session(sqlx::query(insert_session_sql!()), session)
-            .execute(write.conn())
-            .await
-            .map(drop)
-            .map_err(map_err);
-        write.done(result).await
+        let statement = bind_session(sqlx::query(insert_session_sql!()), session);
+        self.write_one(None, statement).await.map(drop)
     }
 
     async fn start_session(&self, start: &SessionStart) -> StoreResult<u64> {
@@ -576,39 +562,29 @@ impl Store for SqliteStore {
 
     async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool> {
         // A cached last use older than the stored one could make a live session look idle.
-        let mut write = self.write(Some(self.cache.invalidate(digest))).await?;
-        let result = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE sessions SET last_used_at = MAX(last_used_at, ?) WHERE token_hash = ?",
         )
         .bind(now.0)
-        .bind(digest.as_bytes())
-        .execute(write.conn())
-        .await
-        .map(|r| r.rows_affected() > 0)
-        .map_err(map_err);
-        write.done(result).await
+        .bind(digest.as_bytes());
+        self.write_one(Some(self.cache.invalidate(digest)), statement)
+            .await
+            .map(|r| r.rows_affected() > 0)
     }
 
     async fn delete_session(&self, digest: &TokenDigest) -> StoreResult<bool> {
-        let mut write = self.write(Some(self.cache.invalidate(digest))).await?;
-        let result = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-            .bind(digest.as_bytes())
-            .execute(write.conn())
+        let statement =
+            sqlx::query("DELETE FROM sessions WHERE token_hash = ?").bind(digest.as_bytes());
+        self.write_one(Some(self.cache.invalidate(digest)), statement)
             .await
             .map(|r| r.rows_affected() > 0)
-            .map_err(map_err);
-        write.done(result).await
     }
 
     async fn purge_sessions_idle_since(&self, cutoff: Timestamp) -> StoreResult<u64> {
-        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
-        let result = sqlx::query("DELETE FROM sessions WHERE last_used_at < ?")
-            .bind(cutoff.0)
-            .execute(write.conn())
+        let statement = sqlx::query("DELETE FROM sessions WHERE last_used_at < ?").bind(cutoff.0);
+        self.write_one(Some(self.cache.invalidate_all()), statement)
             .await
             .map(|r| r.rows_affected())
-            .map_err(map_err);
-        write.done(result).await
     }
 
     async fn update_password_hash(
@@ -617,18 +593,15 @@ impl Store for SqliteStore {
         expected: &str,
         new_hash: &str,
     ) -> StoreResult<bool> {
-        let mut write = self.write(None).await?;
-        let result = sqlx::query(
+        let statement = sqlx::query(
             "UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?",
         )
         .bind(new_hash)
         .bind(username)
-        .bind(expected)
-        .execute(write.conn())
-        .await
-        .map(|r| r.rows_affected() > 0)
-        .map_err(map_err);
-        write.done(result).await
+        .bind(expected);
+        self.write_one(None, statement)
+            .await
+            .map(|r| r.rows_affected() > 0)
     }
 
     async fn reserve_attempt(&self, request: &AttemptRequest) -> StoreResult<AttemptReservation> {
@@ -774,25 +747,17 @@ impl Store for SqliteStore {
     }
 
     async fn delete_user_sessions(&self, username: &str) -> StoreResult<u64> {
-        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
-        let result = sqlx::query("DELETE FROM sessions WHERE username = ?")
-            .bind(username)
-            .execute(write.conn())
+        let statement = sqlx::query("DELETE FROM sessions WHERE username = ?").bind(username);
+        self.write_one(Some(self.cache.invalidate_all()), statement)
             .await
             .map(|r| r.rows_affected())
-            .map_err(map_err);
-        write.done(result).await
     }
 
     async fn delete_session_by_id(&self, id: &str) -> StoreResult<bool> {
-        let mut write = self.write(Some(self.cache.invalidate_all())).await?;
-        let result = sqlx::query("DELETE FROM sessions WHERE id = ?")
-            .bind(id)
-            .execute(write.conn())
+        let statement = sqlx::query("DELETE FROM sessions WHERE id = ?").bind(id);
+        self.write_one(Some(self.cache.invalidate_all()), statement)
             .await
             .map(|r| r.rows_affected() > 0)
-            .map_err(map_err);
-        write.done(result).await
     }
 
     async fn find_idempotency(
@@ -834,13 +799,8 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()> {
-        let mut write = self.write(None).await?;
-        let result = bind_audit(sqlx::query(insert_audit_sql!()), record)
-            .execute(write.conn())
-            .await
-            .map(drop)
-            .map_err(map_err);
-        write.done(result).await
+        let statement = bind_audit(sqlx::query(insert_audit_sql!()), record);
+        self.write_one(None, statement).await.map(drop)
     }
 
     async fn list_audit(
