@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2m_session_server::crypto::{SessionToken, digest};
-use m2m_session_server::store::{
-    ApiTokenRecord, ClientRecord, SessionRecord, SqliteStore, Store, StoreSettings, UserRecord,
-};
+use m2m_session_server::store::{ApiTokenRecord, SessionRecord, SqliteStore, Store, StoreSettings};
 
 use crate::support::*;
 
@@ -20,26 +18,7 @@ async fn open(url: &str) -> Arc<SqliteStore> {
 }
 
 async fn seeded(store: &SqliteStore) {
-    store
-        .insert_client(&ClientRecord {
-            client_id: "c1".into(),
-            secret_hash: "h".into(),
-            scopes: vec![],
-            created_at: T0,
-        })
-        .await
-        .unwrap();
-    for name in ["ann", "ben"] {
-        store
-            .insert_user(&UserRecord {
-                username: name.into(),
-                account: Some("acct".into()),
-                password_hash: "h".into(),
-                created_at: T0,
-            })
-            .await
-            .unwrap();
-    }
+    seed_records(store, &["ann", "ben"]).await;
 }
 
 async fn new_session(store: &SqliteStore, username: &str) -> SessionRecord {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use m2m_session_server::crypto::SessionToken;
 use m2m_session_server::store::{
-    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord, ClientRecord,
-    SessionRecord, SessionStart, UserRecord,
+    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord, SessionRecord,
+    SessionStart,
 };
 
 use crate::support::*;
@@ -52,24 +52,7 @@ fn start(id: &str) -> SessionStart {
 async fn batches_cancelled_half_way_leave_no_transaction_open() {
     let (_dir, url) = temp_db();
     let store = sqlite_store(&url).await;
-    store
-        .insert_client(&ClientRecord {
-            client_id: "c1".into(),
-            secret_hash: "h".into(),
-            scopes: vec![],
-            created_at: T0,
-        })
-        .await
-        .unwrap();
-    store
-        .insert_user(&UserRecord {
-            username: "ann".into(),
-            account: None,
-            password_hash: "h".into(),
-            created_at: T0,
-        })
-        .await
-        .unwrap();
+    seed_records(store.as_ref(), &["ann"]).await;
     // Cut each batch off after a growing delay, so that some stop before they are sent, some
     // on the connection's thread, some after they finished.
     for i in 0..200u64 {

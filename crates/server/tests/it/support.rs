@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
 use m2m_session_server::domain::{Policy, SessionService};
-use m2m_session_server::store::{SqliteStore, Store, StoreSettings};
+use m2m_session_server::store::{ClientRecord, SqliteStore, Store, StoreSettings, UserRecord};
 use m2m_session_server::time::Timestamp;
 use m2m_session_server::{Server, ServerConfig};
 use reqwest::{Method, Response};
@@ -65,6 +65,31 @@ pub async fn postgres_store() -> (PgTestDatabase, Arc<dyn Store>) {
 /// Adds the standard OAuth client and user.
 pub async fn seed(store: Arc<dyn Store>) {
     m2m_session_server::testing::seed(store, T0).await;
+}
+
+/// OAuth client `c1` and users of `names` (account `acct`, a placeholder hash), written
+/// straight to the store: for store tests that never verify a secret.
+pub async fn seed_records(store: &dyn Store, names: &[&str]) {
+    store
+        .insert_client(&ClientRecord {
+            client_id: "c1".into(),
+            secret_hash: "h".into(),
+            scopes: vec![],
+            created_at: T0,
+        })
+        .await
+        .unwrap();
+    for name in names {
+        store
+            .insert_user(&UserRecord {
+                username: (*name).into(),
+                account: Some("acct".into()),
+                password_hash: "h".into(),
+                created_at: T0,
+            })
+            .await
+            .unwrap();
+    }
 }
 
 /// A domain service over a real SQLite file, seeded, with the given policy.
