@@ -166,3 +166,123 @@ fn fifty_parallel_guesses_over_two_nodes_run_at_most_five_verifications() {
     assert_eq!(verified, invalid);
     assert!(verified <= 5);
 }
+
+impl Cluster {
+    fn reset(
+        &self,
+        node: &Served,
+        bearer: &str,
+        session: &str,
+        old: &str,
+        key: &str,
+    ) -> (u16, Value) {
+        let r = self
+            .http
+            .put(node.url("/api/m2m/v1/session/password/actions/reset"))
+            .bearer_auth(bearer)
+            .header("VZ-M2M-Token", session)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({"oldPassword": old}))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    }
+}
+
+/// The lost-answer case across a load balancer: the same idempotent reset reaches both nodes at
+/// once. Each answer is the one new password or "in progress", never "wrong old password"; a
+/// retry with the key then gets the password, and the user is never locked.
+#[test]
+fn the_same_idempotent_reset_on_two_nodes_answers_one_password_or_in_progress() {
+    let (c, secret, mut password) = cluster();
+    let bearer = c.token(&c.a, &secret);
+    for round in 0..12 {
+        let (status, body) = c.login(&c.a, &bearer, &password);
+        assert_eq!(status, 200, "round {round}: {body}");
+        let session = body["sessionToken"].as_str().unwrap().to_owned();
+        let key = format!("round-{round}");
+        let barrier = std::sync::Barrier::new(2);
+        let answers: Vec<(u16, Value)> = thread::scope(|s| {
+            let handles: Vec<_> = [&c.a, &c.b]
+                .into_iter()
+                .map(|node| {
+                    let (c, barrier) = (&c, &barrier);
+                    let (bearer, session, password, key) = (&bearer, &session, &password, &key);
+                    s.spawn(move || {
+                        barrier.wait();
+                        c.reset(node, bearer, session, password, key)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut new = None;
+        for (status, body) in &answers {
+            match status {
+                200 => {
+                    let p = body["newPassword"].as_str().unwrap().to_owned();
+                    assert!(new.is_none() || new.as_ref() == Some(&p), "two passwords");
+                    new = Some(p);
+                }
+                409 => assert_eq!(
+                    body["errorCode"], "UnifiedWebService.REQUEST_FAILED.IdempotencyKey.InProgress",
+                    "round {round}"
+                ),
+                _ => panic!("round {round}: {status} {body}"),
+            }
+        }
+        // A retry with the key, on either node, gets the stored answer.
+        let (status, body) = c.reset(&c.b, &bearer, &session, &password, &key);
+        assert_eq!(status, 200, "round {round}: retry answered {body}");
+        let replayed = body["newPassword"].as_str().unwrap().to_owned();
+        if let Some(new) = new {
+            assert_eq!(new, replayed, "round {round}");
+        }
+        password = replayed;
+    }
+    // Not locked: the last password logs in.
+    let (status, body) = c.login(&c.b, &bearer, &password);
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Twenty resets with the right old password, each with its own key, split over both nodes:
+/// one new password, the others "old password mismatch" (it changed under them), and the user
+/// who holds the new password is not locked.
+#[test]
+fn parallel_correct_resets_over_two_nodes_never_lock_the_user() {
+    let (c, secret, password) = cluster();
+    let bearer = c.token(&c.a, &secret);
+    let (status, body) = c.login(&c.a, &bearer, &password);
+    assert_eq!(status, 200, "{body}");
+    let session = body["sessionToken"].as_str().unwrap().to_owned();
+    let answers: Vec<(u16, Value)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let (c, bearer, session, password) = (&c, &bearer, &session, &password);
+                s.spawn(move || {
+                    let node = if i % 2 == 0 { &c.a } else { &c.b };
+                    c.reset(node, bearer, session, password, &format!("key-{i}"))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let new: Vec<&str> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body["newPassword"].as_str().unwrap())
+        .collect();
+    assert_eq!(new.len(), 1, "{answers:?}");
+    for (status, body) in &answers {
+        assert!(
+            *status == 200
+                || body["errorCode"]
+                    == "UnifiedWebService.REQUEST_FAILED.Password.OldPasswordMismatch",
+            "{status} {body}"
+        );
+    }
+    for node in [&c.a, &c.b] {
+        let (status, body) = c.login(node, &bearer, new[0]);
+        assert_eq!(status, 200, "the new password is locked out: {body}");
+    }
+}

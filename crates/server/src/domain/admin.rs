@@ -118,7 +118,7 @@ impl Admin {
     /// Clears the lock and failure count of a username (known or not, since counters are kept
     /// for any name given); `NotFound` only when there is neither a user nor a counter.
     pub async fn unlock_user(&self, username: &str, now: Timestamp) -> Result<(), DomainError> {
-        let cleared = self.store.clear_failures(username).await?;
+        let cleared = self.store.clear_failures(username, now).await?;
         if cleared || self.store.find_user(username).await?.is_some() {
             self.audit(
                 now,

@@ -69,14 +69,25 @@ impl AuditOutcome {
 pub struct RequestContext {
     pub client_id: String,
     pub ip: Option<IpAddr>,
+    /// When the request arrived, on the monotonic clock: with the request's `now` it tells when
+    /// a success was decided (see `SessionStart::success_at`) without reading a wall clock.
+    pub arrived: tokio::time::Instant,
 }
 
 impl RequestContext {
+    /// A context for a request arriving now.
     pub fn new(client_id: impl Into<String>, ip: Option<IpAddr>) -> Self {
         Self {
             client_id: client_id.into(),
             ip,
+            arrived: tokio::time::Instant::now(),
         }
+    }
+
+    /// When a success of this request, which arrived at `now`, is decided: `now` plus the time
+    /// it has taken so far. Failures of requests that arrived before this raced the success.
+    pub fn success_at(&self, now: Timestamp) -> Timestamp {
+        now.plus(self.arrived.elapsed())
     }
 }
 

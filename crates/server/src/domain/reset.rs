@@ -70,9 +70,30 @@ impl SessionService {
         if let Err(e) = validate_key(key) {
             return (Err(e), None);
         }
-        let Some(_claim) = self.in_flight.claim(&session.username, key) else {
-            return (Err(DomainError::IdempotencyInProgress), None);
+        let claim = match self.store.claim_idempotency(&session.username, key).await {
+            Ok(Some(claim)) => claim,
+            Ok(None) => return (Err(DomainError::IdempotencyInProgress), None),
+            Err(e) => return (Err(e.into()), None),
         };
+        let answer = self
+            .reset_claimed(ctx, session, token, old_password, key, now)
+            .await;
+        // After the reset's transaction committed: the next request with the key finds its
+        // record.
+        claim.release().await;
+        answer
+    }
+
+    /// [`Self::reset_idempotent`] while it holds the key.
+    async fn reset_claimed(
+        &self,
+        ctx: &RequestContext,
+        session: &AuthenticatedSession,
+        token: &SessionToken,
+        old_password: &SecretString,
+        key: &str,
+        now: Timestamp,
+    ) -> (Result<SecretString, DomainError>, Option<String>) {
         let seal = IdempotencySeal::new(token, &session.username, key);
         let fingerprint = seal.fingerprint(old_password.expose_secret().as_bytes());
         let replayed = |r: Result<Option<SecretString>, DomainError>| match r {
@@ -158,7 +179,7 @@ impl SessionService {
         idempotency: Option<(&IdempotencySeal, IdempotencyRecord)>,
         now: Timestamp,
     ) -> Result<SecretString, DomainError> {
-        let attempt = self.reserve_attempt(&session.username, now).await?;
+        let attempt = self.reserve_attempt(&session.username, None, now).await?;
         let Some(user) = self.verify_user(&attempt, old_password, now).await? else {
             self.fail_attempt(ctx, &attempt, now).await?;
             return Err(DomainError::OldPasswordMismatch);
@@ -183,6 +204,7 @@ impl SessionService {
                 record
             }),
             now,
+            success_at: ctx.success_at(now),
         };
         // The reservation ends inside the reset's transaction: once it commits, nothing can
         // fail this request, so the new password is never lost to a later error.

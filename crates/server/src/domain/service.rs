@@ -4,12 +4,11 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::audit::{self, AuditEvent, AuditOutcome, Entry, RequestContext};
-use super::idempotency::InFlight;
 use super::{DomainError, Policy};
 use crate::crypto::{Admission, PasswordHasher, SessionToken, TokenDigest};
 use crate::store::{
-    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, SessionRecord, SessionStart,
-    Store, UserRecord,
+    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, IpLimit, SessionRecord,
+    SessionStart, Store, UserRecord,
 };
 use crate::time::Timestamp;
 
@@ -24,7 +23,6 @@ pub struct SessionService {
     pub(super) store: Arc<dyn Store>,
     pub(super) hasher: PasswordHasher,
     pub(super) policy: Policy,
-    pub(super) in_flight: InFlight,
 }
 
 /// A live session, after its token was checked against the presenting OAuth client.
@@ -53,7 +51,6 @@ impl SessionService {
             store,
             hasher,
             policy,
-            in_flight: InFlight::default(),
         }
     }
 
@@ -99,13 +96,13 @@ impl SessionService {
         password: &SecretString,
         now: Timestamp,
     ) -> Result<SessionToken, DomainError> {
-        self.ensure_ip_not_throttled(ctx, now).await?;
         self.simulate_user(username, password, now).await?;
-        let attempt = self.reserve_attempt(username, now).await?;
+        let attempt = self
+            .reserve_attempt(username, self.ip_limit(ctx, now), now)
+            .await?;
         let verified = self.verify_user(&attempt, password, now).await?;
         let Some(user) = verified else {
             self.fail_attempt(ctx, &attempt, now).await?;
-            self.record_ip_failure(ctx, now).await?;
             return Err(DomainError::InvalidCredentials);
         };
         self.rehash_if_needed(&user, password).await;
@@ -130,6 +127,7 @@ impl SessionService {
                 detail: None,
             }
             .record(now),
+            success_at: ctx.success_at(now),
         };
         let revoked = match self.store.start_session(&start).await {
             Ok(revoked) => revoked,
@@ -274,13 +272,15 @@ impl SessionService {
         idle || too_old
     }
 
-    /// Reserves one of the username's `threshold` verifications, waiting (bounded) while all
-    /// are in flight. Reserving before verifying is what keeps parallel guesses within the
-    /// threshold, on one node or many. A place among the password hashes is taken first: when
-    /// the hasher is full the request is shed at once, before it writes anything.
+    /// Reserves one of the username's `threshold` verifications (and, for a login, one of
+    /// the client address's), waiting (bounded) while all are in flight. Reserving before
+    /// verifying is what keeps parallel guesses within both limits, on one node or many. A
+    /// place among the password hashes is taken first: when the hasher is full the request is
+    /// shed at once, before it writes anything.
     pub(super) async fn reserve_attempt<'a>(
         &self,
         username: &'a str,
+        ip: Option<IpLimit>,
         now: Timestamp,
     ) -> Result<Attempt<'a>, DomainError> {
         let admission = self.hasher.admit()?;
@@ -288,6 +288,7 @@ impl SessionService {
             username: username.to_owned(),
             attempt_id: uuid::Uuid::new_v4().to_string(),
             threshold: self.policy.lockout_threshold,
+            ip,
             now,
             expires_at: now.plus(ATTEMPT_RESERVATION_TTL),
         };
@@ -302,6 +303,11 @@ impl SessionService {
                     });
                 }
                 AttemptReservation::Locked { until } => return Err(DomainError::Locked { until }),
+                AttemptReservation::Throttled { until } => {
+                    return Err(DomainError::Throttled {
+                        retry_after: now.until(until),
+                    });
+                }
                 AttemptReservation::Busy if tokio::time::Instant::now() >= deadline => {
                     return Err(DomainError::Busy);
                 }
@@ -387,42 +393,14 @@ impl SessionService {
         Ok(self.store.finish_attempt(&end).await?)
     }
 
-    async fn ensure_ip_not_throttled(
-        &self,
-        ctx: &RequestContext,
-        now: Timestamp,
-    ) -> Result<(), DomainError> {
-        let (Some(ip), limit) = (ctx.ip, self.policy.ip_failure_limit) else {
-            return Ok(());
-        };
-        if limit == 0 {
-            return Ok(());
-        }
-        if let Some((failures, window_start)) = self.store.ip_failures(&ip.to_string()).await? {
-            let window_end = window_start.plus(self.policy.ip_failure_window);
-            if failures >= limit && window_end > now {
-                return Err(DomainError::Throttled {
-                    retry_after: now.until(window_end),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    async fn record_ip_failure(
-        &self,
-        ctx: &RequestContext,
-        now: Timestamp,
-    ) -> Result<(), DomainError> {
-        if let Some(ip) = ctx.ip
-            && self.policy.ip_failure_limit > 0
-        {
-            let floor = now.minus(self.policy.ip_failure_window);
-            self.store
-                .add_ip_failure(&ip.to_string(), now, floor)
-                .await?;
-        }
-        Ok(())
+    /// The client address's budget of failed logins, when it has one.
+    fn ip_limit(&self, ctx: &RequestContext, now: Timestamp) -> Option<IpLimit> {
+        let limit = self.policy.ip_failure_limit;
+        ctx.ip.filter(|_| limit > 0).map(|ip| IpLimit {
+            ip: ip.to_string(),
+            limit,
+            since: now.minus(self.policy.ip_failure_window),
+        })
     }
 
     /// Upgrades a hash made with other parameters, after the password was proven. Best effort:

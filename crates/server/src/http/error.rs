@@ -126,11 +126,15 @@ impl From<DomainError> for AppError {
                 ),
             },
             DomainError::Busy | DomainError::Crypto(CryptoError::Overloaded) => Self::unavailable(),
-            DomainError::IdempotencyInProgress => Self::api(
-                StatusCode::CONFLICT,
-                ErrorCode::IdempotencyKeyInProgress,
-                "A request with this Idempotency-Key is still in progress.",
-            ),
+            // A reset takes a few password hashes: a second is a fair first wait for a retry.
+            DomainError::IdempotencyInProgress => Self::Api {
+                status: StatusCode::CONFLICT,
+                code: ErrorCode::IdempotencyKeyInProgress,
+                message: Cow::Borrowed(
+                    "A request with this Idempotency-Key is still in progress; retry it shortly.",
+                ),
+                retry_after: Some(1),
+            },
             DomainError::IdempotencyExpired => Self::api(
                 StatusCode::CONFLICT,
                 ErrorCode::IdempotencyKeyExpired,

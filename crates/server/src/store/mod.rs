@@ -3,6 +3,8 @@
 //! Every method that changes state commits durably before it returns: the HTTP layer answers 200
 //! only after that, which is what "nothing acknowledged is lost" rests on.
 
+mod attempts;
+mod claim;
 mod error;
 mod postgres;
 mod records;
@@ -16,12 +18,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use claim::IdempotencyClaim;
 pub use error::{StoreError, StoreResult};
 pub use postgres::PostgresStore;
 pub use records::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, SessionStart,
-    UserRecord,
+    ClientRecord, IdempotencyRecord, IpLimit, LockoutRecord, PasswordReset, SessionRecord,
+    SessionStart, UserRecord,
 };
 pub use sqlite::SqliteStore;
 
@@ -89,38 +92,31 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     // Failed-login counters, keyed by the username as given.
+    /// The username's failures and lock; `None` when nothing counts against it.
     async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>>;
-    /// Atomically, across processes: refuses while locked (forgetting a lock that has ended),
-    /// refuses as busy while failures plus live reservations reach the threshold, otherwise
-    /// records a reservation. Checking and reserving in one step is what stops parallel
-    /// guesses from running more verifications than the threshold.
+    /// Atomically, across processes: refuses while the client address is at its limit or the
+    /// username is locked (forgetting a lock that has ended), refuses as busy while failures
+    /// plus live reservations reach the threshold (of the username, or of the address),
+    /// otherwise records a reservation. Checking and reserving in one step is what stops
+    /// parallel guesses from running more verifications than either limit allows.
     async fn reserve_attempt(&self, request: &AttemptRequest) -> StoreResult<AttemptReservation>;
     /// Atomically drops the reservation and applies its outcome; returns the end of a lock this
-    /// failure started, if it started one. A lock already in force is never extended.
+    /// failure started, if it started one. A lock already in force is never extended; a
+    /// failure of a request that arrived before the user's latest success does not count.
     async fn finish_attempt(&self, end: &AttemptEnd) -> StoreResult<Option<Timestamp>>;
-    /// Forgets failures and any lock; false if there was nothing to forget.
-    async fn clear_failures(&self, username: &str) -> StoreResult<bool>;
+    /// Forgets failures and any lock, and forgives the requests that arrived before `now` as a
+    /// success does; false if there was nothing to forget.
+    async fn clear_failures(&self, username: &str, now: Timestamp) -> StoreResult<bool>;
+    /// Usernames with failures or a lock.
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>>;
-
-    // Failed logins per client IP, in fixed windows.
-    /// Adds a failure for `ip`, starting a new window when the current one began at or before
-    /// `window_floor`; returns the count and the window's start.
-    async fn add_ip_failure(
-        &self,
-        ip: &str,
-        now: Timestamp,
-        window_floor: Timestamp,
-    ) -> StoreResult<(u32, Timestamp)>;
-    /// The failure count and window start for `ip`, if any.
-    async fn ip_failures(&self, ip: &str) -> StoreResult<Option<(u32, Timestamp)>>;
     /// Forgets what no longer counts: failure counters of usernames that are not users, not
     /// locked and untouched since `unknown_failures_before` (they expire with the lock
-    /// window); IP windows that started before `ip_windows_before`; reservations that have
-    /// expired at `now`. Returns how many rows went.
+    /// window); failures of client addresses logged at or before `ip_failures_until`;
+    /// reservations that have expired at `now`. Returns how many rows went.
     async fn purge_counters(
         &self,
         unknown_failures_before: Timestamp,
-        ip_windows_before: Timestamp,
+        ip_failures_until: Timestamp,
         now: Timestamp,
     ) -> StoreResult<u64>;
 
@@ -164,6 +160,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session_by_id(&self, id: &str) -> StoreResult<bool>;
 
     // Idempotent resets.
+    /// Holds (username, key) for one idempotent reset until the claim is released; `None`
+    /// while another request holds it, on this node or another. A claim lives in memory or in
+    /// an open database transaction, never in a row, so a crash cannot leave a key stuck.
+    async fn claim_idempotency(
+        &self,
+        username: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyClaim>>;
     async fn find_idempotency(
         &self,
         username: &str,

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Postgres, Transaction};
 
-use super::rows::{self, count};
+use super::attempts;
+use super::claim::{Held, IdempotencyClaim};
+use super::rows;
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
     ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, SessionStart,
@@ -23,6 +25,10 @@ use crate::time::Timestamp;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Connections that hold idempotency claims, apart from `pool`: a claim holds its
+    /// connection for the whole reset, which needs connections of its own, so sharing one
+    /// pool could starve the resets of the very claims that wait for them.
+    claims: PgPool,
 }
 
 impl PostgresStore {
@@ -35,14 +41,19 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(map_err)?;
+        // Opened on first use: most nodes never see a repeated idempotent reset at all.
+        let claims = PgPoolOptions::new()
+            .max_connections(settings.max_connections.div_ceil(4).max(2))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options);
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, claims })
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
@@ -58,6 +69,55 @@ async fn lock_username(tx: &mut Transaction<'static, Postgres>, username: &str) 
         .await
         .map(drop)
         .map_err(map_err)
+}
+
+/// Serialises reservations from one client address across every node, after the username's
+/// lock (always in that order, so two reservations never wait for each other in a cycle).
+async fn lock_ip(tx: &mut Transaction<'static, Postgres>, ip: &str) -> StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 2))")
+        .bind(ip)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+        .map_err(map_err)
+}
+
+/// A success clears the count and any lock, and forgives failures of requests that arrived
+/// before it (see `SessionStart::success_at`).
+async fn record_success(
+    tx: &mut Transaction<'static, Postgres>,
+    username: &str,
+    now: Timestamp,
+    success_at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO login_failures (username, failures, locked_until, updated_at, forgiven_before)
+         VALUES ($1, 0, NULL, $2, $3)
+         ON CONFLICT (username) DO UPDATE
+           SET failures = 0, locked_until = NULL, updated_at = excluded.updated_at,
+               forgiven_before = GREATEST(login_failures.forgiven_before,
+                                          excluded.forgiven_before)",
+    )
+    .bind(username)
+    .bind(now.0)
+    .bind(success_at.0)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+    .map_err(map_err)
+}
+
+/// An open transaction holding the key's advisory lock: released by its end, and by the
+/// database when the connection dies with the node.
+struct AdvisoryClaim(Transaction<'static, Postgres>);
+
+#[async_trait]
+impl Held for AdvisoryClaim {
+    async fn release(self: Box<Self>) {
+        if let Err(e) = self.0.rollback().await {
+            tracing::debug!(error = %e, "idempotency claim released with its connection");
+        }
+    }
 }
 
 async fn insert_session<'e>(
@@ -230,11 +290,7 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        sqlx::query("DELETE FROM login_failures WHERE username = $1")
-            .bind(&reset.username)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        record_success(&mut tx, &reset.username, reset.now, reset.success_at).await?;
         sqlx::query("DELETE FROM login_attempts WHERE attempt_id = $1")
             .bind(&reset.attempt_id)
             .execute(&mut *tx)
@@ -278,84 +334,122 @@ impl Store for PostgresStore {
     }
 
     async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>> {
-        sqlx::query("SELECT * FROM login_failures WHERE username = $1")
-            .bind(username)
-            .try_map(|r: PgRow| rows::lockout(&r))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)
+        sqlx::query(
+            "SELECT * FROM login_failures
+             WHERE username = $1 AND (failures > 0 OR locked_until IS NOT NULL)",
+        )
+        .bind(username)
+        .try_map(|r: PgRow| rows::lockout(&r))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)
     }
 
     async fn reserve_attempt(&self, request: &AttemptRequest) -> StoreResult<AttemptReservation> {
         let username = request.username.as_str();
+        let ip = request.ip.as_ref();
         let now = request.now.0;
         let mut tx = self.begin().await?;
         lock_username(&mut tx, username).await?;
-        sqlx::query("DELETE FROM login_attempts WHERE username = $1 AND expires_at <= $2")
-            .bind(username)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let row: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT failures, locked_until FROM login_failures WHERE username = $1")
-                .bind(username)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        let mut failures = 0;
-        if let Some((count, locked_until)) = row {
-            failures = count;
-            if let Some(until) = locked_until {
-                if until > now {
-                    tx.commit().await.map_err(map_err)?;
-                    return Ok(AttemptReservation::Locked {
-                        until: Timestamp(until),
-                    });
-                }
-                sqlx::query("DELETE FROM login_failures WHERE username = $1")
-                    .bind(username)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                failures = 0;
-            }
-        }
-        let in_flight: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM login_attempts WHERE username = $1")
-                .bind(username)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        if failures + in_flight >= i64::from(request.threshold) {
-            tx.commit().await.map_err(map_err)?;
-            return Ok(AttemptReservation::Busy);
+        if let Some(ip) = ip {
+            lock_ip(&mut tx, &ip.ip).await?;
         }
         sqlx::query(
-            "INSERT INTO login_attempts (attempt_id, username, expires_at) VALUES ($1, $2, $3)",
+            "DELETE FROM login_attempts WHERE (username = $1 OR ip = $2) AND expires_at <= $3",
         )
-        .bind(&request.attempt_id)
         .bind(username)
-        .bind(request.expires_at.0)
+        .bind(ip.map(|ip| ip.ip.as_str()))
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE login_failures SET failures = 0, locked_until = NULL
+             WHERE username = $1 AND locked_until <= $2",
+        )
+        .bind(username)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        // One statement, one snapshot: a failure finishing meanwhile moves from the
+        // reservations to the log without being missed by both counts.
+        let (failures, locked_until, in_flight, ip_failures, oldest, ip_in_flight): (
+            i64,
+            Option<i64>,
+            i64,
+            i64,
+            Option<i64>,
+            i64,
+        ) = sqlx::query_as(
+            "SELECT COALESCE((SELECT failures FROM login_failures WHERE username = $1), 0),
+                    (SELECT locked_until FROM login_failures WHERE username = $1),
+                    (SELECT COUNT(*) FROM login_attempts WHERE username = $1),
+                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = $2 AND at > $3),
+                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = $2 AND at > $3),
+                    (SELECT COUNT(*) FROM login_attempts WHERE ip = $2)",
+        )
+        .bind(username)
+        .bind(ip.map(|ip| ip.ip.as_str()))
+        .bind(ip.map_or(0, |ip| ip.since.0))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let granted = locked_until.is_none()
+            && failures + in_flight < i64::from(request.threshold)
+            && ip.is_none_or(|ip| ip_failures + ip_in_flight < i64::from(ip.limit));
+        if granted {
+            sqlx::query(
+                "INSERT INTO login_attempts (attempt_id, username, expires_at, ip)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&request.attempt_id)
+            .bind(username)
+            .bind(request.expires_at.0)
+            .bind(ip.map(|ip| ip.ip.as_str()))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)?;
-        Ok(AttemptReservation::Granted)
+        Ok(attempts::reservation(
+            request,
+            attempts::Counted {
+                granted,
+                locked_until,
+                ip_failures,
+                oldest_ip_failure: oldest,
+            },
+        ))
     }
 
     async fn finish_attempt(&self, end: &AttemptEnd) -> StoreResult<Option<Timestamp>> {
         let mut tx = self.begin().await?;
         lock_username(&mut tx, &end.username).await?;
-        sqlx::query("DELETE FROM login_attempts WHERE attempt_id = $1")
-            .bind(&end.attempt_id)
-            .execute(&mut *tx)
+        let ip: Option<Option<String>> =
+            sqlx::query_scalar("DELETE FROM login_attempts WHERE attempt_id = $1 RETURNING ip")
+                .bind(&end.attempt_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        let mut locked = None;
+        if let AttemptOutcome::Failed { lock_until } = end.outcome {
+            if let Some(Some(ip)) = ip {
+                sqlx::query("INSERT INTO ip_failure_log (ip, at) VALUES ($1, $2)")
+                    .bind(ip)
+                    .bind(end.now.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            let forgiven_before: Option<i64> = sqlx::query_scalar(
+                "SELECT forgiven_before FROM login_failures WHERE username = $1",
+            )
+            .bind(&end.username)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?;
-        let mut locked = None;
-        match end.outcome {
-            AttemptOutcome::Abandoned => {}
-            AttemptOutcome::Failed { lock_until } => {
+            if attempts::counts(end, forgiven_before) {
                 let (failures, locked_until): (i64, Option<i64>) = sqlx::query_as(
                     "INSERT INTO login_failures (username, failures, locked_until, updated_at)
                      VALUES ($1, 1, NULL, $2)
@@ -384,62 +478,35 @@ impl Store for PostgresStore {
         Ok(locked)
     }
 
-    async fn clear_failures(&self, username: &str) -> StoreResult<bool> {
-        sqlx::query("DELETE FROM login_failures WHERE username = $1")
-            .bind(username)
-            .execute(&self.pool)
-            .await
-            .map(|r| r.rows_affected() > 0)
-            .map_err(map_err)
-    }
-
-    async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {
-        sqlx::query("SELECT * FROM login_failures ORDER BY username")
-            .try_map(|r: PgRow| rows::lockout(&r))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)
-    }
-
-    async fn add_ip_failure(
-        &self,
-        ip: &str,
-        now: Timestamp,
-        window_floor: Timestamp,
-    ) -> StoreResult<(u32, Timestamp)> {
-        sqlx::query_as::<_, (i64, i64)>(
-            "INSERT INTO ip_failures (ip, window_start, failures) VALUES ($1, $2, 1)
-             ON CONFLICT (ip) DO UPDATE SET
-               failures = CASE WHEN ip_failures.window_start <= $3 THEN 1
-                               ELSE ip_failures.failures + 1 END,
-               window_start = CASE WHEN ip_failures.window_start <= $3 THEN excluded.window_start
-                                   ELSE ip_failures.window_start END
-             RETURNING failures, window_start",
+    async fn clear_failures(&self, username: &str, now: Timestamp) -> StoreResult<bool> {
+        sqlx::query(
+            "UPDATE login_failures SET failures = 0, locked_until = NULL,
+               forgiven_before = GREATEST(forgiven_before, $2)
+             WHERE username = $1 AND (failures > 0 OR locked_until IS NOT NULL)",
         )
-        .bind(ip)
+        .bind(username)
         .bind(now.0)
-        .bind(window_floor.0)
-        .fetch_one(&self.pool)
+        .execute(&self.pool)
         .await
-        .map(|(n, start)| (count(n), Timestamp(start)))
+        .map(|r| r.rows_affected() > 0)
         .map_err(map_err)
     }
 
-    async fn ip_failures(&self, ip: &str) -> StoreResult<Option<(u32, Timestamp)>> {
-        sqlx::query_as::<_, (i64, i64)>(
-            "SELECT failures, window_start FROM ip_failures WHERE ip = $1",
+    async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {
+        sqlx::query(
+            "SELECT * FROM login_failures
+             WHERE failures > 0 OR locked_until IS NOT NULL ORDER BY username",
         )
-        .bind(ip)
-        .fetch_optional(&self.pool)
+        .try_map(|r: PgRow| rows::lockout(&r))
+        .fetch_all(&self.pool)
         .await
-        .map(|row| row.map(|(n, start)| (count(n), Timestamp(start))))
         .map_err(map_err)
     }
 
     async fn purge_counters(
         &self,
         unknown_failures_before: Timestamp,
-        ip_windows_before: Timestamp,
+        ip_failures_until: Timestamp,
         now: Timestamp,
     ) -> StoreResult<u64> {
         let failures = sqlx::query(
@@ -454,8 +521,8 @@ impl Store for PostgresStore {
         .await
         .map_err(map_err)?
         .rows_affected();
-        let windows = sqlx::query("DELETE FROM ip_failures WHERE window_start < $1")
-            .bind(ip_windows_before.0)
+        let windows = sqlx::query("DELETE FROM ip_failure_log WHERE at <= $1")
+            .bind(ip_failures_until.0)
             .execute(&self.pool)
             .await
             .map_err(map_err)?
@@ -576,11 +643,13 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        sqlx::query("DELETE FROM login_failures WHERE username = $1")
-            .bind(username)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        record_success(
+            &mut tx,
+            username,
+            start.session.created_at,
+            start.success_at,
+        )
+        .await?;
         insert_session(&mut *tx, &start.session).await?;
         let revoked = match start.keep_sessions {
             Some(keep) => sqlx::query(
@@ -681,6 +750,24 @@ impl Store for PostgresStore {
             .await
             .map(|r| r.rows_affected() > 0)
             .map_err(map_err)
+    }
+
+    async fn claim_idempotency(
+        &self,
+        username: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyClaim>> {
+        let mut tx = self.claims.begin().await.map_err(map_err)?;
+        // Its own seed: the username locks use 0 and the address locks 2.
+        let held: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($2, hashtextextended($1, 1)))",
+        )
+        .bind(username)
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        Ok(held.then(|| IdempotencyClaim::new(AdvisoryClaim(tx))))
     }
 
     async fn find_idempotency(

@@ -17,13 +17,15 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row, Sqlite};
 
-use super::rows::{self, count};
+use super::attempts;
+use super::claim::InMemoryClaims;
+use super::rows;
 use super::sqlite_cache::{Invalidation, Lookup, ReadCache, Ticket};
 use super::sqlite_writer::{Write, Writer};
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, SessionStart,
-    Store, StoreError, StoreResult, StoreSettings, UserRecord,
+    ClientRecord, IdempotencyClaim, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord,
+    SessionStart, Store, StoreError, StoreResult, StoreSettings, UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
@@ -35,6 +37,24 @@ macro_rules! insert_session_sql {
     () => {
         "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
          VALUES (?, ?, ?, ?, ?, ?);"
+    };
+}
+/// A success (login or reset) clears the count and any lock, and forgives failures of
+/// requests that arrived before it (see `SessionStart::success_at`).
+/// Parameters: username, now, success_at.
+macro_rules! record_success_sql {
+    () => {
+        "INSERT INTO login_failures (username, failures, locked_until, updated_at, forgiven_before)
+         VALUES (?, 0, NULL, ?, ?)
+         ON CONFLICT (username) DO UPDATE
+           SET failures = 0, locked_until = NULL, updated_at = excluded.updated_at,
+               forgiven_before = MAX(forgiven_before, excluded.forgiven_before);"
+    };
+}
+/// Rows of `login_failures` that hold something against the username.
+macro_rules! counting_sql {
+    () => {
+        "(failures > 0 OR locked_until IS NOT NULL)"
     };
 }
 macro_rules! insert_audit_sql {
@@ -72,6 +92,8 @@ pub struct SqliteStore {
     writer: Arc<Writer>,
     readers: SqlitePool,
     cache: Arc<ReadCache>,
+    /// Idempotency claims: in this process, as one process serves a SQLite file.
+    claims: InMemoryClaims,
 }
 
 impl SqliteStore {
@@ -116,6 +138,7 @@ impl SqliteStore {
             writer,
             readers,
             cache,
+            claims: InMemoryClaims::default(),
         })
     }
 
@@ -317,8 +340,10 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        sqlx::query("DELETE FROM login_failures WHERE username = ?")
+        sqlx::query(record_success_sql!())
             .bind(&reset.username)
+            .bind(reset.now.0)
+            .bind(reset.success_at.0)
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -347,33 +372,46 @@ impl Store for SqliteStore {
     }
 
     async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>> {
-        sqlx::query("SELECT * FROM login_failures WHERE username = ?")
-            .bind(username)
-            .try_map(|r: SqliteRow| rows::lockout(&r))
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(map_err)
+        sqlx::query(concat!(
+            "SELECT * FROM login_failures WHERE username = ? AND ",
+            counting_sql!()
+        ))
+        .bind(username)
+        .try_map(|r: SqliteRow| rows::lockout(&r))
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(map_err)
     }
 
-    async fn clear_failures(&self, username: &str) -> StoreResult<bool> {
-        let statement = sqlx::query("DELETE FROM login_failures WHERE username = ?").bind(username);
+    async fn clear_failures(&self, username: &str, now: Timestamp) -> StoreResult<bool> {
+        let statement = sqlx::query(concat!(
+            "UPDATE login_failures SET failures = 0, locked_until = NULL,
+               forgiven_before = MAX(forgiven_before, ?) WHERE username = ? AND ",
+            counting_sql!()
+        ))
+        .bind(now.0)
+        .bind(username);
         self.write_one(None, statement)
             .await
             .map(|r| r.rows_affected() > 0)
     }
 
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {
-        sqlx::query("SELECT * FROM login_failures ORDER BY username")
-            .try_map(|r: SqliteRow| rows::lockout(&r))
-            .fetch_all(&self.readers)
-            .await
-            .map_err(map_err)
+        sqlx::query(concat!(
+            "SELECT * FROM login_failures WHERE ",
+            counting_sql!(),
+            " ORDER BY username"
+        ))
+        .try_map(|r: SqliteRow| rows::lockout(&r))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(map_err)
     }
 
     async fn purge_counters(
         &self,
         unknown_failures_before: Timestamp,
-        ip_windows_before: Timestamp,
+        ip_failures_until: Timestamp,
         now: Timestamp,
     ) -> StoreResult<u64> {
         let mut write = self.write(None).await?;
@@ -389,8 +427,8 @@ impl Store for SqliteStore {
         .await
         .map_err(map_err)?
         .rows_affected();
-        let windows = sqlx::query("DELETE FROM ip_failures WHERE window_start < ?")
-            .bind(ip_windows_before.0)
+        let windows = sqlx::query("DELETE FROM ip_failure_log WHERE at <= ?")
+            .bind(ip_failures_until.0)
             .execute(write.conn())
             .await
             .map_err(map_err)?
@@ -516,7 +554,7 @@ impl Store for SqliteStore {
                 concat!(
                     "BEGIN IMMEDIATE;",
                     "DELETE FROM login_attempts WHERE attempt_id = ?;",
-                    "DELETE FROM login_failures WHERE username = ?;",
+                    record_success_sql!(),
                     insert_session_sql!(),
                     insert_audit_sql!(),
                     $($trim,)?
@@ -534,7 +572,11 @@ impl Store for SqliteStore {
                  RETURNING 1;"
             ),
         };
-        let batch = sqlx::query(sql).bind(&start.attempt_id).bind(username);
+        let batch = sqlx::query(sql)
+            .bind(&start.attempt_id)
+            .bind(username)
+            .bind(session.created_at.0)
+            .bind(start.success_at.0);
         let mut batch = bind_audit(bind_session(batch, session), &start.audit);
         if let Some(keep) = start.keep_sessions {
             batch = batch.bind(username).bind(username).bind(i64::from(keep));
@@ -607,42 +649,51 @@ impl Store for SqliteStore {
     async fn reserve_attempt(&self, request: &AttemptRequest) -> StoreResult<AttemptReservation> {
         let mut write = self.write(None).await?;
         // One batch: forget lapsed reservations and an ended lock (the count then starts
-        // again), reserve unless locked or failures plus reservations reach the threshold, and
-        // report the lock and whether the reservation was made.
+        // again), reserve unless locked or failures plus reservations reach the threshold of
+        // the username or of the address, and report what decided.
         let batch = sqlx::query(
             "BEGIN IMMEDIATE;
-             DELETE FROM login_attempts WHERE username = ?1 AND expires_at <= ?2;
-             DELETE FROM login_failures WHERE username = ?1 AND locked_until <= ?2;
-             INSERT INTO login_attempts (attempt_id, username, expires_at)
-               SELECT ?3, ?1, ?4
+             DELETE FROM login_attempts WHERE (username = ?1 OR ip = ?6) AND expires_at <= ?2;
+             UPDATE login_failures SET failures = 0, locked_until = NULL
+               WHERE username = ?1 AND locked_until <= ?2;
+             INSERT INTO login_attempts (attempt_id, username, expires_at, ip)
+               SELECT ?3, ?1, ?4, ?6
                WHERE NOT EXISTS (SELECT 1 FROM login_failures
                                  WHERE username = ?1 AND locked_until IS NOT NULL)
                  AND COALESCE((SELECT failures FROM login_failures WHERE username = ?1), 0)
-                     + (SELECT COUNT(*) FROM login_attempts WHERE username = ?1) < ?5;
+                     + (SELECT COUNT(*) FROM login_attempts WHERE username = ?1) < ?5
+                 AND (?6 IS NULL
+                      OR (SELECT COUNT(*) FROM ip_failure_log WHERE ip = ?6 AND at > ?7)
+                         + (SELECT COUNT(*) FROM login_attempts WHERE ip = ?6) < ?8);
              SELECT (SELECT locked_until FROM login_failures WHERE username = ?1),
-                    EXISTS (SELECT 1 FROM login_attempts WHERE attempt_id = ?3);
+                    EXISTS (SELECT 1 FROM login_attempts WHERE attempt_id = ?3),
+                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = ?6 AND at > ?7),
+                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = ?6 AND at > ?7);
              COMMIT;",
         )
         .bind(&request.username)
         .bind(request.now.0)
         .bind(&request.attempt_id)
         .bind(request.expires_at.0)
-        .bind(i64::from(request.threshold));
+        .bind(i64::from(request.threshold))
+        .bind(request.ip.as_ref().map(|ip| ip.ip.as_str()))
+        .bind(request.ip.as_ref().map_or(0, |ip| ip.since.0))
+        .bind(request.ip.as_ref().map_or(0, |ip| i64::from(ip.limit)));
         let reservation = write.transaction(batch).await.and_then(|rows| {
             let row = rows
                 .first()
                 .ok_or_else(|| StoreError::Backend("the reservation reported nothing".into()))?;
-            let (locked_until, granted): (Option<i64>, bool) = (
-                row.try_get(0).map_err(map_err)?,
-                row.try_get(1).map_err(map_err)?,
-            );
-            Ok(match (granted, locked_until) {
-                (true, _) => AttemptReservation::Granted,
-                (false, Some(until)) => AttemptReservation::Locked {
-                    until: Timestamp(until),
+            let get = |i| row.try_get::<Option<i64>, _>(i).map_err(map_err);
+            let granted: bool = row.try_get(1).map_err(map_err)?;
+            Ok(attempts::reservation(
+                request,
+                attempts::Counted {
+                    granted,
+                    locked_until: get(0)?,
+                    ip_failures: get(2)?.unwrap_or(0),
+                    oldest_ip_failure: get(3)?,
                 },
-                (false, None) => AttemptReservation::Busy,
-            })
+            ))
         });
         write.done(reservation).await
     }
@@ -650,15 +701,29 @@ impl Store for SqliteStore {
     async fn finish_attempt(&self, end: &AttemptEnd) -> StoreResult<Option<Timestamp>> {
         let mut write = self.write(None).await?;
         let mut tx = write.begin().await?;
-        sqlx::query("DELETE FROM login_attempts WHERE attempt_id = ?")
-            .bind(&end.attempt_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let ip: Option<Option<String>> =
+            sqlx::query_scalar("DELETE FROM login_attempts WHERE attempt_id = ? RETURNING ip")
+                .bind(&end.attempt_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
         let mut locked = None;
-        match end.outcome {
-            AttemptOutcome::Abandoned => {}
-            AttemptOutcome::Failed { lock_until } => {
+        if let AttemptOutcome::Failed { lock_until } = end.outcome {
+            if let Some(Some(ip)) = ip {
+                sqlx::query("INSERT INTO ip_failure_log (ip, at) VALUES (?, ?)")
+                    .bind(ip)
+                    .bind(end.now.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            let forgiven_before: Option<i64> =
+                sqlx::query_scalar("SELECT forgiven_before FROM login_failures WHERE username = ?")
+                    .bind(&end.username)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            if attempts::counts(end, forgiven_before) {
                 let (failures, locked_until): (i64, Option<i64>) = sqlx::query_as(
                     "INSERT INTO login_failures (username, failures, locked_until, updated_at)
                      VALUES (?, 1, NULL, ?)
@@ -684,44 +749,6 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(map_err)?;
         write.done(Ok(locked)).await
-    }
-
-    async fn add_ip_failure(
-        &self,
-        ip: &str,
-        now: Timestamp,
-        window_floor: Timestamp,
-    ) -> StoreResult<(u32, Timestamp)> {
-        let mut write = self.write(None).await?;
-        let result = sqlx::query_as::<_, (i64, i64)>(
-            "INSERT INTO ip_failures (ip, window_start, failures) VALUES (?, ?, 1)
-             ON CONFLICT (ip) DO UPDATE SET
-               failures = CASE WHEN ip_failures.window_start <= ? THEN 1
-                               ELSE ip_failures.failures + 1 END,
-               window_start = CASE WHEN ip_failures.window_start <= ? THEN excluded.window_start
-                                   ELSE ip_failures.window_start END
-             RETURNING failures, window_start",
-        )
-        .bind(ip)
-        .bind(now.0)
-        .bind(window_floor.0)
-        .bind(window_floor.0)
-        .fetch_one(write.conn())
-        .await
-        .map(|(n, start)| (count(n), Timestamp(start)))
-        .map_err(map_err);
-        write.done(result).await
-    }
-
-    async fn ip_failures(&self, ip: &str) -> StoreResult<Option<(u32, Timestamp)>> {
-        sqlx::query_as::<_, (i64, i64)>(
-            "SELECT failures, window_start FROM ip_failures WHERE ip = ?",
-        )
-        .bind(ip)
-        .fetch_optional(&self.readers)
-        .await
-        .map(|row| row.map(|(n, start)| (count(n), Timestamp(start))))
-        .map_err(map_err)
     }
 
     async fn count_sessions_used_since(&self, since: Timestamp) -> StoreResult<u64> {
@@ -758,6 +785,14 @@ impl Store for SqliteStore {
         self.write_one(Some(self.cache.invalidate_all()), statement)
             .await
             .map(|r| r.rows_affected() > 0)
+    }
+
+    async fn claim_idempotency(
+        &self,
+        username: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyClaim>> {
+        Ok(self.claims.claim(username, key))
     }
 
     async fn find_idempotency(

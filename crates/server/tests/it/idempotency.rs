@@ -28,9 +28,10 @@ async fn reset(
         .await
 }
 
-#[tokio::test]
-async fn a_repeat_within_ten_minutes_gets_the_same_password() {
-    let (_dir, svc) = service(Policy::default()).await;
+pub async fn a_repeat_within_ten_minutes_gets_the_same_password(
+    _backend: Backend,
+    svc: SessionService,
+) {
     let token = session(&svc).await;
     let first = reset(&svc, &token, PASSWORD, "key-1", T0).await.unwrap();
     let again = reset(&svc, &token, PASSWORD, "key-1", T0.plus(mins(9)))
@@ -63,9 +64,10 @@ async fn a_repeat_within_ten_minutes_gets_the_same_password() {
     assert_ne!(third.expose_secret(), first.expose_secret());
 }
 
-#[tokio::test]
-async fn the_same_key_with_another_body_or_session_is_a_mismatch() {
-    let (_dir, svc) = service(Policy::default()).await;
+pub async fn the_same_key_with_another_body_or_session_is_a_mismatch(
+    _backend: Backend,
+    svc: SessionService,
+) {
     let token = session(&svc).await;
     let other_session = session(&svc).await;
     let new = reset(&svc, &token, PASSWORD, "key-2", T0).await.unwrap();
@@ -85,9 +87,10 @@ async fn the_same_key_with_another_body_or_session_is_a_mismatch() {
     ));
 }
 
-#[tokio::test]
-async fn a_failed_reset_records_nothing_so_its_retry_runs() {
-    let (_dir, svc) = service(Policy::default()).await;
+pub async fn a_failed_reset_records_nothing_so_its_retry_runs(
+    _backend: Backend,
+    svc: SessionService,
+) {
     let token = session(&svc).await;
     assert!(matches!(
         reset(&svc, &token, "not the password", "key-3", T0).await,
@@ -104,9 +107,10 @@ async fn a_failed_reset_records_nothing_so_its_retry_runs() {
     svc.login(&ctx(), USERNAME, &new, T0).await.unwrap();
 }
 
-#[tokio::test]
-async fn the_stored_answer_cannot_be_read_from_the_database_and_is_erased_after_the_window() {
-    let (_dir, svc) = service(Policy::default()).await;
+pub async fn the_stored_answer_cannot_be_read_from_the_database_and_is_erased_after_the_window(
+    _backend: Backend,
+    svc: SessionService,
+) {
     let token = session(&svc).await;
     let new = reset(&svc, &token, PASSWORD, "key-4", T0).await.unwrap();
     let record = svc
@@ -136,13 +140,18 @@ async fn the_stored_answer_cannot_be_read_from_the_database_and_is_erased_after_
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_repeats_never_run_twice() {
-    let (_dir, svc) = service(Policy::default()).await;
+/// Eight parallel repeats, over two nodes where the backend has them: one reset runs.
+pub async fn concurrent_repeats_never_run_twice(backend: Backend, svc: SessionService) {
+    let peer = SessionService::new(backend.peer(svc.store()).await, hasher(), Policy::default());
     let token = session(&svc).await;
     let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let (svc, token) = (svc.clone(), token.clone());
+    for i in 0..8 {
+        let svc = if i % 2 == 0 {
+            svc.clone()
+        } else {
+            peer.clone()
+        };
+        let token = token.clone();
         tasks.push(tokio::spawn(async move {
             reset(&svc, &token, PASSWORD, "key-5", T0).await
         }));
@@ -161,6 +170,75 @@ async fn concurrent_repeats_never_run_twice() {
         "one reset, one password"
     );
 }
+
+/// Scope is (user, key): another user's reset with the same key is a request of its own.
+pub async fn a_key_is_scoped_to_its_user(_backend: Backend, svc: SessionService) {
+    let other = m2m_session_server::domain::NewUser {
+        username: "other".into(),
+        account: None,
+        password: Some(secret("other-password-0123")),
+    };
+    m2m_session_server::domain::Admin::new(svc.store().clone(), hasher())
+        .add_user(other, T0)
+        .await
+        .unwrap();
+    let mine = session(&svc).await;
+    let theirs = svc
+        .login(&ctx(), "other", &secret("other-password-0123"), T0)
+        .await
+        .unwrap();
+    let a = reset(&svc, &mine, PASSWORD, "shared-key", T0)
+        .await
+        .unwrap();
+    let b = svc
+        .reset_password(
+            &ctx(),
+            &theirs,
+            &secret("other-password-0123"),
+            Some("shared-key"),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_ne!(a.expose_secret(), b.expose_secret());
+    svc.login(&ctx(), "other", &b, T0).await.unwrap();
+}
+
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (backend, store) = crate::support::Backend::sqlite().await;
+                    let svc = super::SessionService::new(
+                        store, crate::support::hasher(), super::Policy::default());
+                    super::$name(backend, svc).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (backend, store) = crate::support::Backend::postgres().await;
+                    let svc = super::SessionService::new(
+                        store, crate::support::hasher(), super::Policy::default());
+                    super::$name(backend, svc).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    a_repeat_within_ten_minutes_gets_the_same_password,
+    the_same_key_with_another_body_or_session_is_a_mismatch,
+    a_failed_reset_records_nothing_so_its_retry_runs,
+    the_stored_answer_cannot_be_read_from_the_database_and_is_erased_after_the_window,
+    concurrent_repeats_never_run_twice,
+    a_key_is_scoped_to_its_user,
+);
 
 #[tokio::test]
 async fn http_status_codes_for_idempotency_errors() {
@@ -189,6 +267,71 @@ async fn http_status_codes_for_idempotency_errors() {
         put("bad key with spaces", PASSWORD).await.unwrap(),
         400,
         "UnifiedWebService.INPUT_INVALID.IdempotencyKey.Invalid",
+    )
+    .await;
+}
+
+/// The guard holds across nodes: with the key held by another node (a second store on the same
+/// PostgreSQL database), a reset over HTTP answers 409 InProgress with a Retry-After, and runs
+/// once the other node lets go.
+#[tokio::test]
+async fn a_key_held_by_another_node_answers_409_in_progress_over_http() {
+    let (db, other_node) = postgres_store().await;
+    seed(other_node.clone()).await;
+    let f = Fixture::start_on(db.url(), |_| {}).await;
+    let bearer = f.api_token().await;
+    let token = f.session(&bearer).await;
+    let put = || {
+        f.http
+            .put(f.url("/api/m2m/v1/session/password/actions/reset"))
+            .bearer_auth(&bearer)
+            .header("VZ-M2M-Token", &token)
+            .header("Idempotency-Key", "k-held")
+            .json(&serde_json::json!({"oldPassword": PASSWORD}))
+            .send()
+    };
+    let held = other_node
+        .claim_idempotency(USERNAME, "k-held")
+        .await
+        .unwrap()
+        .unwrap();
+    let busy = put().await.unwrap();
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert_error(
+        busy,
+        409,
+        "UnifiedWebService.REQUEST_FAILED.IdempotencyKey.InProgress",
+    )
+    .await;
+    // Nothing ran: the old password still logs in, and nothing counts against the user.
+    assert_eq!(other_node.lockout(USERNAME).await.unwrap(), None);
+    held.release().await;
+    let first = json(put().await.unwrap()).await;
+    let again = json(put().await.unwrap()).await;
+    assert_eq!(first, again);
+    assert!(first["newPassword"].is_string());
+}
+
+#[tokio::test]
+async fn http_409_expired_after_the_replay_window() {
+    let f = Fixture::start_with(|c| c.policy.idempotency_replay_window = secs(1)).await;
+    let bearer = f.api_token().await;
+    let token = f.session(&bearer).await;
+    let put = || {
+        f.http
+            .put(f.url("/api/m2m/v1/session/password/actions/reset"))
+            .bearer_auth(&bearer)
+            .header("VZ-M2M-Token", &token)
+            .header("Idempotency-Key", "k-late")
+            .json(&serde_json::json!({"oldPassword": PASSWORD}))
+            .send()
+    };
+    assert_eq!(put().await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_error(
+        put().await.unwrap(),
+        409,
+        "UnifiedWebService.REQUEST_FAILED.IdempotencyKey.Expired",
     )
     .await;
 }

@@ -4,6 +4,7 @@
 mod domain_rules;
 mod http_contract;
 mod idempotency;
+mod lockout_races;
 mod metrics;
 mod oauth;
 mod openapi;

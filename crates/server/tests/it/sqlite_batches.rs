@@ -17,6 +17,7 @@ fn request(id: &str) -> AttemptRequest {
         username: "ann".into(),
         attempt_id: id.into(),
         threshold: 5,
+        ip: None,
         now: T0,
         expires_at: T0.plus(secs(30)),
     }
@@ -45,6 +46,7 @@ fn start(id: &str) -> SessionStart {
             ip: None,
             detail: None,
         },
+        success_at: T0,
     }
 }
 

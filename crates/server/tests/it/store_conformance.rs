@@ -6,7 +6,8 @@ use std::sync::Arc;
 use m2m_session_server::crypto::{SessionToken, digest};
 use m2m_session_server::store::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, PasswordReset, SessionRecord, SessionStart, Store, StoreError, UserRecord,
+    ClientRecord, IpLimit, PasswordReset, SessionRecord, SessionStart, Store, StoreError,
+    UserRecord,
 };
 use m2m_session_server::time::Timestamp;
 
@@ -62,6 +63,7 @@ fn start(session: &SessionRecord, attempt_id: &str, keep_sessions: Option<u32>) 
         attempt_id: attempt_id.into(),
         keep_sessions,
         audit: login_audit(&session.username),
+        success_at: session.created_at,
     }
 }
 
@@ -103,8 +105,21 @@ fn attempt(name: &str, id: &str, now: Timestamp) -> AttemptRequest {
         username: name.into(),
         attempt_id: id.into(),
         threshold: 5,
+        ip: None,
         now,
         expires_at: now.plus(secs(30)),
+    }
+}
+
+/// A login's reservation from `ip`, allowed `limit` failures an hour.
+fn attempt_from(name: &str, id: &str, now: Timestamp, ip: &str, limit: u32) -> AttemptRequest {
+    AttemptRequest {
+        ip: Some(IpLimit {
+            ip: ip.into(),
+            limit,
+            since: now.minus(mins(60)),
+        }),
+        ..attempt(name, id, now)
     }
 }
 
@@ -117,6 +132,9 @@ fn end(name: &str, id: &str, outcome: AttemptOutcome, now: Timestamp) -> Attempt
         now,
     }
 }
+
+const GRANTED: AttemptReservation = AttemptReservation::Granted;
+const BUSY: AttemptReservation = AttemptReservation::Busy;
 
 fn failed(until: Timestamp) -> AttemptOutcome {
     AttemptOutcome::Failed { lock_until: until }
@@ -137,8 +155,8 @@ pub async fn reservations_never_exceed_the_threshold(store: Arc<dyn Store>) {
     let mut granted = 0;
     for t in tasks {
         match t.await.unwrap() {
-            AttemptReservation::Granted => granted += 1,
-            AttemptReservation::Busy => {}
+            GRANTED => granted += 1,
+            BUSY => {}
             other => panic!("{other:?}"),
         }
     }
@@ -154,7 +172,7 @@ pub async fn failures_lock_once_and_locks_are_never_extended(store: Arc<dyn Stor
                 .reserve_attempt(&attempt("dan", &id, T0))
                 .await
                 .unwrap(),
-            AttemptReservation::Granted
+            GRANTED
         );
         let locked = store
             .finish_attempt(&end("dan", &id, failed(lock_until), T0))
@@ -178,7 +196,7 @@ pub async fn failures_lock_once_and_locks_are_never_extended(store: Arc<dyn Stor
             .reserve_attempt(&attempt("dan", "y", after))
             .await
             .unwrap(),
-        AttemptReservation::Granted
+        GRANTED
     );
     assert_eq!(
         store
@@ -198,9 +216,9 @@ pub async fn failures_lock_once_and_locks_are_never_extended(store: Arc<dyn Stor
         .await
         .unwrap();
     assert_eq!(store.lockout("dan").await.unwrap().unwrap().failures, 1);
-    assert!(store.clear_failures("dan").await.unwrap());
+    assert!(store.clear_failures("dan", T0).await.unwrap());
     assert_eq!(store.lockout("dan").await.unwrap(), None);
-    assert!(!store.clear_failures("dan").await.unwrap());
+    assert!(!store.clear_failures("dan", T0).await.unwrap());
 }
 
 pub async fn stale_reservations_expire(store: Arc<dyn Store>) {
@@ -215,7 +233,7 @@ pub async fn stale_reservations_expire(store: Arc<dyn Store>) {
             .reserve_attempt(&attempt("eve", "late", T0))
             .await
             .unwrap(),
-        AttemptReservation::Busy
+        BUSY
     );
     // 30 s later the crashed reservations are void.
     assert_eq!(
@@ -223,39 +241,195 @@ pub async fn stale_reservations_expire(store: Arc<dyn Store>) {
             .reserve_attempt(&attempt("eve", "later", T0.plus(secs(30))))
             .await
             .unwrap(),
-        AttemptReservation::Granted
+        GRANTED
     );
-    assert!(store.clear_failures("nobody").await.is_ok());
+    assert!(store.clear_failures("nobody", T0).await.is_ok());
     assert_eq!(store.list_lockouts().await.unwrap().len(), 0);
 }
 
-pub async fn ip_failures_count_in_fixed_windows(store: Arc<dyn Store>) {
-    assert_eq!(store.ip_failures("192.0.2.1").await.unwrap(), None);
-    let floor = |now: Timestamp| now.minus(mins(60));
-    for i in 1..=3u32 {
-        let now = T0.plus(secs(u64::from(i)));
+pub async fn ip_failures_slide_and_count_checks_in_flight(store: Arc<dyn Store>) {
+    let ip = "192.0.2.1";
+    // Three checks in flight from one address use up a limit of three: a fourth waits.
+    for name in ["a", "b", "c"] {
         assert_eq!(
             store
-                .add_ip_failure("192.0.2.1", now, floor(now))
+                .reserve_attempt(&attempt_from(name, name, T0, ip, 3))
                 .await
                 .unwrap(),
-            (i, T0.plus(secs(1)))
+            GRANTED
         );
     }
     assert_eq!(
-        store.ip_failures("192.0.2.1").await.unwrap(),
-        Some((3, T0.plus(secs(1))))
-    );
-    // A new window once the old one has passed.
-    let later = T0.plus(mins(61));
-    assert_eq!(
         store
-            .add_ip_failure("192.0.2.1", later, floor(later))
+            .reserve_attempt(&attempt_from("d", "d", T0, ip, 3))
             .await
             .unwrap(),
-        (1, later)
+        BUSY
     );
-    assert_eq!(store.ip_failures("2001:db8::1").await.unwrap(), None);
+    // Two fail, one is abandoned: the abandoned one frees its place, the failures hold theirs.
+    for (name, at) in [("a", T0), ("b", T0.plus(mins(30)))] {
+        store
+            .finish_attempt(&end(name, name, failed(T0.plus(mins(15))), at))
+            .await
+            .unwrap();
+    }
+    store
+        .finish_attempt(&end("c", "c", AttemptOutcome::Abandoned, T0))
+        .await
+        .unwrap();
+    let later = T0.plus(mins(31));
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt_from("e", "e", later, ip, 3))
+            .await
+            .unwrap(),
+        GRANTED
+    );
+    store
+        .finish_attempt(&end("e", "e", failed(later.plus(mins(15))), later))
+        .await
+        .unwrap();
+    // At the limit: refused until the oldest failure leaves the window, whoever asks; other
+    // addresses and checks without an address (resets) are not affected.
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt_from("f", "f", later, ip, 3))
+            .await
+            .unwrap(),
+        AttemptReservation::Throttled {
+            until: T0.plus(mins(60))
+        }
+    );
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt_from("f", "f2", later, "2001:db8::1", 3))
+            .await
+            .unwrap(),
+        GRANTED
+    );
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt("f", "f3", later))
+            .await
+            .unwrap(),
+        GRANTED
+    );
+    // The window slides: an hour after the first failure there is room for exactly one.
+    let slid = T0.plus(mins(60)).plus(secs(1));
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt_from("g", "g", slid, ip, 3))
+            .await
+            .unwrap(),
+        GRANTED
+    );
+    assert_eq!(
+        store
+            .reserve_attempt(&attempt_from("h", "h", slid, ip, 3))
+            .await
+            .unwrap(),
+        BUSY
+    );
+}
+
+/// A failure of a request that arrived before a success (or an admin unlock) of the same user
+/// does not count; one that arrived at or after it counts as ever.
+pub async fn a_failure_that_arrived_before_a_success_does_not_count(store: Arc<dyn Store>) {
+    seed_records(store.as_ref(), &["gil"]).await;
+    let lock = failed(T0.plus(mins(15)));
+    for id in ["ok", "racing"] {
+        assert_eq!(
+            store
+                .reserve_attempt(&attempt("gil", id, T0))
+                .await
+                .unwrap(),
+            GRANTED
+        );
+    }
+    // The success arrived at T0 and was decided 40 ms later.
+    let mut ok = start(&session("gil", "c1"), "ok", None);
+    ok.success_at = T0.plus(std::time::Duration::from_millis(40));
+    store.start_session(&ok).await.unwrap();
+    let arrived_during = T0.plus(std::time::Duration::from_millis(39));
+    store
+        .finish_attempt(&end("gil", "racing", lock, arrived_during))
+        .await
+        .unwrap();
+    assert_eq!(store.lockout("gil").await.unwrap(), None);
+    // Arrived once it was decided: counts.
+    let after = ok.success_at;
+    store
+        .reserve_attempt(&attempt("gil", "late", after))
+        .await
+        .unwrap();
+    store
+        .finish_attempt(&end("gil", "late", lock, after))
+        .await
+        .unwrap();
+    assert_eq!(store.lockout("gil").await.unwrap().unwrap().failures, 1);
+    // A later success's time never moves the mark back.
+    let mut older = start(&session("gil", "c1"), "none", None);
+    older.success_at = T0;
+    store.start_session(&older).await.unwrap();
+    store
+        .reserve_attempt(&attempt("gil", "again", after))
+        .await
+        .unwrap();
+    store
+        .finish_attempt(&end("gil", "again", lock, arrived_during))
+        .await
+        .unwrap();
+    assert_eq!(store.lockout("gil").await.unwrap(), None);
+    // An admin unlock forgives the requests that arrived before it, as a success does.
+    let unlock_at = after.plus(secs(10));
+    store
+        .reserve_attempt(&attempt("gil", "f1", after))
+        .await
+        .unwrap();
+    store
+        .finish_attempt(&end("gil", "f1", lock, after))
+        .await
+        .unwrap();
+    store
+        .reserve_attempt(&attempt("gil", "in-flight", after.plus(secs(5))))
+        .await
+        .unwrap();
+    assert!(store.clear_failures("gil", unlock_at).await.unwrap());
+    store
+        .finish_attempt(&end("gil", "in-flight", lock, after.plus(secs(5))))
+        .await
+        .unwrap();
+    assert_eq!(store.lockout("gil").await.unwrap(), None);
+    assert!(store.list_lockouts().await.unwrap().is_empty());
+}
+
+/// The in-progress guard of an idempotent reset: one holder per (user, key), released at once
+/// by `release`, and by dropping the claim (a cancelled request) soon after.
+pub async fn idempotency_claims_are_exclusive_per_user_and_key(store: Arc<dyn Store>) {
+    let claim = store.claim_idempotency("kim", "k1").await.unwrap().unwrap();
+    assert!(
+        store
+            .claim_idempotency("kim", "k1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let other_key = store.claim_idempotency("kim", "k2").await.unwrap().unwrap();
+    let other_user = store.claim_idempotency("lee", "k1").await.unwrap().unwrap();
+    claim.release().await;
+    let again = store.claim_idempotency("kim", "k1").await.unwrap().unwrap();
+    drop(again);
+    let mut reclaimed = None;
+    for _ in 0..100 {
+        reclaimed = store.claim_idempotency("kim", "k1").await.unwrap();
+        if reclaimed.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(reclaimed.is_some(), "a dropped claim was never released");
+    other_key.release().await;
+    other_user.release().await;
 }
 
 pub async fn stale_counters_of_unknown_names_are_purged(store: Arc<dyn Store>) {
@@ -274,7 +448,11 @@ pub async fn stale_counters_of_unknown_names_are_purged(store: Arc<dyn Store>) {
         }
     }
     store
-        .add_ip_failure("192.0.2.9", T0, T0.minus(mins(60)))
+        .reserve_attempt(&attempt_from("real", "from-ip", T0, "192.0.2.9", 100))
+        .await
+        .unwrap();
+    store
+        .finish_attempt(&end("real", "from-ip", failed(T0.plus(mins(15))), T0))
         .await
         .unwrap();
     store
@@ -302,17 +480,16 @@ pub async fn stale_counters_of_unknown_names_are_purged(store: Arc<dyn Store>) {
     );
     assert!(store.lockout("ghost").await.unwrap().is_none());
     assert!(store.lockout("locked-ghost").await.unwrap().is_none());
-    assert_eq!(store.lockout("real").await.unwrap().unwrap().failures, 2);
-    assert!(store.ip_failures("192.0.2.9").await.unwrap().is_some());
+    assert_eq!(store.lockout("real").await.unwrap().unwrap().failures, 3);
     let at = T0.plus(mins(61));
     assert_eq!(
         store
             .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at)
             .await
             .unwrap(),
-        1
+        1,
+        "the address's failure leaves with its window"
     );
-    assert!(store.ip_failures("192.0.2.9").await.unwrap().is_none());
 }
 
 pub async fn audit_records_round_trip_and_filter(store: Arc<dyn Store>) {
@@ -489,6 +666,7 @@ pub async fn reset_is_a_compare_and_swap_that_revokes_other_sessions(store: Arc<
         attempt_id: "r2".into(),
         idempotency: None,
         now: T0.plus(mins(3)),
+        success_at: T0.plus(mins(3)),
     };
     assert!(store.reset_password(&reset).await.unwrap());
     assert_eq!(
@@ -509,7 +687,7 @@ pub async fn reset_is_a_compare_and_swap_that_revokes_other_sessions(store: Arc<
             .reserve_attempt(&attempt("fay", &format!("n{i}"), T0))
             .await
             .unwrap();
-        assert_eq!(granted, AttemptReservation::Granted);
+        assert_eq!(granted, GRANTED);
     }
     // The same reset again: the expected hash is gone, nothing changes.
     assert!(!store.reset_password(&reset).await.unwrap());
@@ -578,7 +756,7 @@ pub async fn a_login_ends_its_reservation_and_starts_its_session_at_once(store: 
             .reserve_attempt(&attempt("jay", "ok", T0))
             .await
             .unwrap(),
-        AttemptReservation::Granted
+        GRANTED
     );
     let new = session("jay", "c1");
     assert_eq!(
@@ -601,7 +779,7 @@ pub async fn a_login_ends_its_reservation_and_starts_its_session_at_once(store: 
                 .reserve_attempt(&attempt("jay", &format!("n{i}"), T0))
                 .await
                 .unwrap(),
-            AttemptReservation::Granted
+            GRANTED
         );
     }
     // Nothing is half done: a session that cannot be stored leaves the counters alone.
@@ -619,7 +797,7 @@ pub async fn a_login_ends_its_reservation_and_starts_its_session_at_once(store: 
             .reserve_attempt(&attempt("jay", "n5", T0))
             .await
             .unwrap(),
-        AttemptReservation::Busy
+        BUSY
     );
     assert_eq!(store.list_audit(Some("jay"), None).await.unwrap().len(), 1);
 }
@@ -666,7 +844,9 @@ macro_rules! conformance {
                 reservations_never_exceed_the_threshold,
                 failures_lock_once_and_locks_are_never_extended,
                 stale_reservations_expire,
-                ip_failures_count_in_fixed_windows,
+                ip_failures_slide_and_count_checks_in_flight,
+                a_failure_that_arrived_before_a_success_does_not_count,
+                idempotency_claims_are_exclusive_per_user_and_key,
                 audit_records_round_trip_and_filter,
                 stale_counters_of_unknown_names_are_purged,
                 sessions_are_listed_revoked_and_capped,

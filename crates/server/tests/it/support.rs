@@ -290,3 +290,48 @@ pub async fn assert_error(r: Response, status: u16, code: &str) -> Value {
     assert!(body["errorMessage"].is_string(), "body: {body}");
     body
 }
+
+/// Where a domain test's store lives; the guard keeps the database until the test ends.
+pub enum Backend {
+    Sqlite(TempDir),
+    Postgres(PgTestDatabase),
+}
+
+impl Backend {
+    /// A fresh, seeded store of each kind, for tests instantiated on every backend.
+    pub async fn sqlite() -> (Self, Arc<dyn Store>) {
+        let (dir, url) = temp_db();
+        let store = sqlite_store(&url).await;
+        seed(store.clone()).await;
+        (Self::Sqlite(dir), store)
+    }
+
+    pub async fn postgres() -> (Self, Arc<dyn Store>) {
+        let (db, store) = postgres_store().await;
+        seed(store.clone()).await;
+        (Self::Postgres(db), store)
+    }
+
+    /// The store a second node would use: another on the same PostgreSQL database, or the
+    /// same SQLite store, as one process serves a SQLite file.
+    pub async fn peer(&self, store: &Arc<dyn Store>) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(_) => store.clone(),
+            Self::Postgres(_) => self.second_node().await,
+        }
+    }
+
+    /// Another store on the same database: what a second node sees.
+    pub async fn second_node(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(dir) => {
+                sqlite_store(&format!("sqlite://{}", dir.path().join("m2m.db").display())).await
+            }
+            Self::Postgres(db) => {
+                m2m_session_server::store::open(db.url(), &StoreSettings::default())
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+}
