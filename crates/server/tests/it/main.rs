@@ -17,3 +17,4 @@ mod sqlite_batches;
 mod store_conformance;
 mod support;
 mod tls;
+mod usernames;
