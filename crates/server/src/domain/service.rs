@@ -100,6 +100,7 @@ impl SessionService {
         now: Timestamp,
     ) -> Result<SessionToken, DomainError> {
         self.ensure_ip_not_throttled(ctx, now).await?;
+        let username = &super::resolve_username(self.store.as_ref(), username).await?;
         self.simulate_user(username, password, now).await?;
         let attempt = self.reserve_attempt(username, now).await?;
         let verified = self.verify_user(&attempt, password, now).await?;
