@@ -92,6 +92,40 @@ fn user_lifecycle() {
 }
 
 #[test]
+fn user_add_refuses_look_alike_names() {
+    let env = Env::new();
+    env.ok(&["user", "add", "alice"]);
+    env.ok(&["user", "add", "caf\u{e9}"]);
+    for name in [
+        "Alice",
+        "ALICE",
+        "\u{430}lice",   // Cyrillic a
+        "\u{ff41}lice",  // fullwidth a
+        "ali\u{200b}ce", // zero-width space
+        "alice ",
+        " alice",
+        "cafe\u{301}", // "café" in NFD
+        "CAF\u{c9}",
+    ] {
+        let out = env.run(&["user", "add", name]);
+        assert!(!out.status.success(), "{name:?} was accepted");
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{name:?}: {err}");
+        assert!(
+            err.contains("username") || err.contains("already exists"),
+            "{name:?}: {err}"
+        );
+    }
+    let list: Value = serde_json::from_str(&env.ok(&["user", "list", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    // Commands naming a user find it in either Unicode spelling.
+    env.ok(&["user", "unlock", "cafe\u{301}"]);
+    env.ok(&["user", "remove", "cafe\u{301}"]);
+    let list: Value = serde_json::from_str(&env.ok(&["user", "list", "--json"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}
+
+#[test]
 fn an_unusable_database_is_one_clear_line_and_a_failure() {
     let env = Env::new();
     let out = env

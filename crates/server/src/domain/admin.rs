@@ -4,7 +4,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::audit::{self, AuditEvent, AuditOutcome, Entry};
 use super::password_policy::check_password;
-use super::{DomainError, normalize_scope, validate_username};
+use super::username::{refuse_look_alike, resolve_username, validate_new_username};
+use super::{DomainError, normalize_scope};
 use crate::crypto::{PasswordHasher, generate_client_secret, generate_password};
 use crate::store::{AuditRecord, ClientRecord, Store, StoreError, UserRecord};
 use crate::time::Timestamp;
@@ -68,7 +69,8 @@ impl Admin {
 
     /// Creates a user; a given password must pass the password policy.
     pub async fn add_user(&self, user: NewUser, now: Timestamp) -> Result<AddedUser, DomainError> {
-        validate_username(&user.username)?;
+        let username = validate_new_username(&user.username)?;
+        refuse_look_alike(self.store.as_ref(), &username).await?;
         let (password, generated_password, warnings) = match user.password {
             Some(password) => {
                 let warnings = check_password(&password)?;
@@ -80,7 +82,7 @@ impl Admin {
             }
         };
         let record = UserRecord {
-            username: user.username.clone(),
+            username: username.clone(),
             account: user.account,
             password_hash: self.hasher.hash(&password).await?,
             created_at: now,
@@ -88,8 +90,8 @@ impl Admin {
         self.store
             .insert_user(&record)
             .await
-            .map_err(|e| conflict_as(e, format!("user {:?}", user.username)))?;
-        self.audit(now, AuditEvent::Admin, Some(&user.username), "user added")
+            .map_err(|e| conflict_as(e, format!("user {username:?}")))?;
+        self.audit(now, AuditEvent::Admin, Some(&username), "user added")
             .await;
         Ok(AddedUser {
             generated_password,
@@ -118,6 +120,7 @@ impl Admin {
     /// Clears the lock and failure count of a username (known or not, since counters are kept
     /// for any name given); `NotFound` only when there is neither a user nor a counter.
     pub async fn unlock_user(&self, username: &str, now: Timestamp) -> Result<(), DomainError> {
+        let username = &resolve_username(self.store.as_ref(), username).await?;
         let cleared = self.store.clear_failures(username, now).await?;
         if cleared || self.store.find_user(username).await?.is_some() {
             self.audit(
@@ -134,6 +137,7 @@ impl Admin {
     }
 
     pub async fn remove_user(&self, username: &str, now: Timestamp) -> Result<(), DomainError> {
+        let username = &resolve_username(self.store.as_ref(), username).await?;
         if self.store.remove_user(username).await? {
             self.audit(
                 now,
@@ -205,9 +209,13 @@ impl Admin {
         &self,
         username: Option<&str>,
     ) -> Result<Vec<SessionSummary>, DomainError> {
+        let username = match username {
+            Some(name) => Some(resolve_username(self.store.as_ref(), name).await?),
+            None => None,
+        };
         Ok(self
             .store
-            .list_sessions(username)
+            .list_sessions(username.as_deref())
             .await?
             .into_iter()
             .map(|s| SessionSummary {
@@ -227,6 +235,7 @@ impl Admin {
         username: &str,
         now: Timestamp,
     ) -> Result<u64, DomainError> {
+        let username = &resolve_username(self.store.as_ref(), username).await?;
         let n = self.store.delete_user_sessions(username).await?;
         self.audit(
             now,

@@ -13,7 +13,7 @@ mod policy;
 mod reset;
 mod service;
 mod simulator;
-mod validate;
+mod username;
 
 pub use admin::{AddedUser, Admin, NewClient, NewUser, SessionSummary, UserStatus};
 pub use audit::{AuditEvent, AuditOutcome, RequestContext};
@@ -22,4 +22,7 @@ pub use oauth::{ClientCredentials, IssuedApiToken, RevokeOutcome, normalize_scop
 pub use password_policy::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, check_password};
 pub use policy::Policy;
 pub use service::{AuthenticatedSession, SessionService};
-pub use validate::{USERNAME_FORBIDDEN_CHARS, validate_username};
+pub use username::{
+    CollisionKey, MAX_USERNAME_LEN, USERNAME_FORBIDDEN_CHARS, resolve_username,
+    validate_new_username,
+};

@@ -96,6 +96,7 @@ impl SessionService {
         password: &SecretString,
         now: Timestamp,
     ) -> Result<SessionToken, DomainError> {
+        let username = &super::resolve_username(self.store.as_ref(), username).await?;
         self.simulate_user(username, password, now).await?;
         let attempt = self
             .reserve_attempt(username, self.ip_limit(ctx, now), now)

@@ -18,3 +18,4 @@ mod sqlite_batches;
 mod store_conformance;
 mod support;
 mod tls;
+mod usernames;
