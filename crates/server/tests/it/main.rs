@@ -1,9 +1,11 @@
 //! Integration tests of the server crate: one binary, one module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod connections;
 mod domain_rules;
 mod http_contract;
 mod idempotency;
+mod logs;
 mod metrics;
 mod oauth;
 mod openapi;
