@@ -334,6 +334,7 @@ async fn half_sent_headers_cannot_grow_memory_past_the_header_bound() {
         t.await.unwrap();
     }
     let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
+    eprintln!("peak RSS grew by {grown_mib} MiB under {CONNECTIONS} half-sent headers");
     // 500 × 16 KiB is 8 MiB; the rest is slack for allocator and task overhead.
     assert!(grown_mib < 40, "peak RSS grew by {grown_mib} MiB");
     f.server.stop().await;
