@@ -217,8 +217,8 @@ pub struct ServeArgs {
     /// [default: 16384]
     #[arg(long, env = "M2M_MAX_HEADER_BYTES", value_name = "BYTES")]
     pub max_header_bytes: Option<usize>,
-    /// Client connections served at once; 16 more may reach only /healthz and /readyz, later
-    /// ones are closed at once [default: 1024]
+    /// Client connections served at once; 16 more may reach only /healthz and /readyz
+    /// [default: 1024]
     #[arg(long, env = "M2M_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
     /// Proxy whose X-Forwarded-For is believed (repeatable), e.g. 10.0.0.0/8 or 127.0.0.1/32

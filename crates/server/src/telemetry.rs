@@ -79,6 +79,10 @@ fn describe() {
         "Idle health-reserve connections closed to make room for a new one"
     );
     describe_counter!(
+        "http_accept_errors_total",
+        "Failed accepts other than a client's reset, e.g. out of file descriptors"
+    );
+    describe_counter!(
         "http_connections_timed_out_total",
         "Connections closed by the header, keep-alive or TLS handshake timeout"
     );
