@@ -203,6 +203,24 @@ pub struct ServeArgs {
     /// After that, how long in-flight requests may take before the server stops anyway [default: 20s]
     #[arg(long, env = "M2M_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
+    /// How long a client may take to send a request's headers, counted from its first byte (or from
+    /// connecting), and to finish a TLS handshake [default: 10s]
+    #[arg(long, env = "M2M_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
+    /// How long a client may take to send a whole request body; 408 beyond [default: 10s]
+    #[arg(long, env = "M2M_BODY_READ_TIMEOUT", value_name = "DURATION")]
+    pub body_read_timeout: Option<String>,
+    /// How long a connection may stay silent between two requests [default: 60s]
+    #[arg(long, env = "M2M_KEEP_ALIVE_TIMEOUT", value_name = "DURATION")]
+    pub keep_alive_timeout: Option<String>,
+    /// Bytes a connection may send before its headers are complete; 431 beyond (at least 8192)
+    /// [default: 16384]
+    #[arg(long, env = "M2M_MAX_HEADER_BYTES", value_name = "BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Client connections served at once; 16 more may reach only /healthz and /readyz
+    /// [default: 1024]
+    #[arg(long, env = "M2M_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Proxy whose X-Forwarded-For is believed (repeatable), e.g. 10.0.0.0/8 or 127.0.0.1/32
     #[arg(
         long = "trusted-proxy",

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use m2m_session_server::ServerConfig;
 use m2m_session_server::crypto::Argon2Settings;
+use m2m_session_server::listener::MIN_HEADER_BYTES;
 use m2m_session_server::tls::TlsFiles;
 use serde::Deserialize;
 
@@ -32,6 +33,11 @@ pub struct FileConfig {
     pub argon2_queue: Option<usize>,
     pub shutdown_delay: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub keep_alive_timeout: Option<String>,
+    pub max_header_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
@@ -216,6 +222,43 @@ pub fn server_config(
     {
         config.shutdown_timeout = parse_duration("shutdown timeout", text)?;
     }
+    let limits = &mut config.connections;
+    for (what, flag, key, slot) in [
+        (
+            "header read timeout",
+            &serve.header_read_timeout,
+            &file.header_read_timeout,
+            &mut limits.header_read_timeout,
+        ),
+        (
+            "body read timeout",
+            &serve.body_read_timeout,
+            &file.body_read_timeout,
+            &mut limits.body_read_timeout,
+        ),
+        (
+            "keep-alive timeout",
+            &serve.keep_alive_timeout,
+            &file.keep_alive_timeout,
+            &mut limits.keep_alive_timeout,
+        ),
+    ] {
+        if let Some(text) = flag.as_ref().or(key.as_ref()) {
+            *slot = parse_duration(what, text)?;
+        }
+    }
+    if let Some(n) = serve.max_header_bytes.or(file.max_header_bytes) {
+        if n < MIN_HEADER_BYTES {
+            bail!("max header bytes must be at least {MIN_HEADER_BYTES}");
+        }
+        limits.max_header_bytes = n;
+    }
+    if let Some(n) = serve.max_connections.or(file.max_connections) {
+        if n == 0 {
+            bail!("max connections must be at least 1");
+        }
+        limits.max_connections = n;
+    }
     config.policy.simulator = serve.simulator;
     if serve.simulator && !config.listen.ip().is_loopback() && !serve.simulator_allow_remote {
         bail!(
@@ -309,6 +352,11 @@ mod tests {
             argon2_queue: _,
             shutdown_delay: _,
             shutdown_timeout: _,
+            header_read_timeout: _,
+            body_read_timeout: _,
+            keep_alive_timeout: _,
+            max_header_bytes: _,
+            max_connections: _,
             argon2_memory_kib: _,
             argon2_iterations: _,
             argon2_parallelism: _,
@@ -335,6 +383,11 @@ mod tests {
             "argon2_queue",
             "shutdown_delay",
             "shutdown_timeout",
+            "header_read_timeout",
+            "body_read_timeout",
+            "keep_alive_timeout",
+            "max_header_bytes",
+            "max_connections",
             "argon2_memory_kib",
             "argon2_iterations",
             "argon2_parallelism",

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod listener;
 mod server;
 pub mod store;
 pub mod telemetry;

@@ -9,6 +9,7 @@ use crate::clock::Clock;
 use crate::crypto::{Argon2Settings, CryptoError, PasswordHasher};
 use crate::domain::{Admin, Policy, SessionService};
 use crate::http::{AppState, DEFAULT_BODY_LIMIT, metrics_router, router};
+use crate::listener::ConnectionLimits;
 use crate::store::{self, Store, StoreError, StoreSettings};
 
 /// How often sessions idle past the timeout are deleted (expiry never waits for this).
@@ -33,6 +34,8 @@ pub struct ServerConfig {
     /// Hashes that may wait for a worker before logins are shed with 503; 0 = 16 per worker.
     pub hash_queue: usize,
     pub body_limit: usize,
+    /// Timeouts, buffer bound and cap of client connections.
+    pub connections: ConnectionLimits,
     /// Proxies whose `X-Forwarded-For` names the client IP.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// After the shutdown signal, how long `/readyz` answers 503 (so load balancers stop
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             hash_workers: 0,
             hash_queue: 0,
             body_limit: DEFAULT_BODY_LIMIT,
+            connections: ConnectionLimits::default(),
             trusted_proxies: Vec::new(),
             shutdown_delay: Duration::from_secs(2),
             shutdown_timeout: Duration::from_secs(20),
@@ -86,6 +90,7 @@ pub struct Server {
     store: Arc<dyn Store>,
     clock: Clock,
     body_limit: usize,
+    connections: ConnectionLimits,
     trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     shutdown_delay: Duration,
     shutdown_timeout: Duration,
@@ -132,6 +137,7 @@ impl Server {
             store,
             clock,
             body_limit: config.body_limit,
+            connections: config.connections,
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             shutdown_delay: config.shutdown_delay,
             shutdown_timeout: config.shutdown_timeout,
@@ -166,23 +172,30 @@ impl Server {
             service: self.service.clone(),
             clock: self.clock.clone(),
             body_limit: self.body_limit,
+            body_read_timeout: self.connections.body_read_timeout,
             trusted_proxies: self.trusted_proxies.clone(),
             draining: draining.clone(),
             serves_metrics: self.metrics_listener.is_none(),
         };
         // Metrics stay up until the main listener has drained: a scrape may watch the drain.
+        let limits = self.connections;
         let metrics = match self.metrics_listener {
             Some(listener) => {
                 tracing::info!("metrics on {}", listener.local_addr()?);
                 let app = metrics_router(state.clone());
-                Some(tokio::spawn(
-                    async move { axum::serve(listener, app).await },
-                ))
+                let forever = std::future::pending::<()>();
+                Some(tokio::spawn(crate::listener::serve(
+                    listener,
+                    None,
+                    app,
+                    limits,
+                    forever,
+                    Duration::ZERO,
+                )))
             }
             None => None,
         };
         let app = router(state);
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let delay = self.shutdown_delay;
         let stop_accepting = async move {
             shutdown.await;
@@ -190,13 +203,19 @@ impl Server {
             tracing::info!(?delay, "draining: /readyz now answers 503");
             tokio::time::sleep(delay).await;
             tracing::info!("no longer accepting connections");
-            let _ = stopping_tx.send(());
         };
-        let deadline = self.shutdown_timeout;
-        let result = match self.tls {
-            Some(tls) => serve_tls(self.listener, tls, app, stop_accepting, deadline).await,
-            None => serve_plain(self.listener, app, stop_accepting, stopping_rx, deadline).await,
-        };
+        let tls = self
+            .tls
+            .map(|tls| tokio_rustls::TlsAcceptor::from(tls.get_inner()));
+        let result = crate::listener::serve(
+            self.listener,
+            tls,
+            app,
+            limits,
+            stop_accepting,
+            self.shutdown_timeout,
+        )
+        .await;
         purge.abort();
         sync.abort();
         if let Some(metrics) = metrics {
@@ -285,54 +304,5 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutdown requested");
-    }
-}
-
-/// HTTPS: the same drain as plain HTTP, through axum-server's handle.
-async fn serve_tls(
-    listener: TcpListener,
-    tls: axum_server::tls_rustls::RustlsConfig,
-    app: axum::Router,
-    stop_accepting: impl Future<Output = ()> + Send + 'static,
-    deadline: Duration,
-) -> std::io::Result<()> {
-    let handle = axum_server::Handle::new();
-    let drain = handle.clone();
-    tokio::spawn(async move {
-        stop_accepting.await;
-        drain.graceful_shutdown(Some(deadline));
-    });
-    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
-        .handle(handle)
-        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-}
-
-/// HTTP: stops accepting when `stop_accepting` completes, then gives in-flight requests
-/// `deadline` (signalled through `stopping`).
-async fn serve_plain(
-    listener: TcpListener,
-    app: axum::Router,
-    stop_accepting: impl Future<Output = ()> + Send + 'static,
-    stopping: tokio::sync::oneshot::Receiver<()>,
-    deadline: Duration,
-) -> std::io::Result<()> {
-    let serve = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop_accepting);
-    tokio::select! {
-        result = serve => result,
-        () = async {
-            if stopping.await.is_ok() {
-                tokio::time::sleep(deadline).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!(?deadline, "in-flight requests did not finish in time; stopping");
-            Ok(())
-        }
     }
 }

@@ -65,6 +65,27 @@ fn describe() {
         "active_sessions",
         "Sessions used within the idle timeout, when scraped"
     );
+    describe_counter!(
+        "http_shed_total",
+        "Requests answered 503 on purpose, by reason (overloaded, draining, connection_cap)"
+    );
+    describe_gauge!("http_connections_open", "Client connections open now");
+    describe_counter!(
+        "http_connections_refused_total",
+        "Connections closed unread: the cap and its health reserve were all busy"
+    );
+    describe_counter!(
+        "http_connections_evicted_total",
+        "Idle health-reserve connections closed to make room for a new one"
+    );
+    describe_counter!(
+        "http_accept_errors_total",
+        "Failed accepts other than a client's reset, e.g. out of file descriptors"
+    );
+    describe_counter!(
+        "http_connections_timed_out_total",
+        "Connections closed by the header, keep-alive or TLS handshake timeout"
+    );
     // Rare events are shown at 0 from the start: an absent series cannot be alerted on.
     metrics::counter!("lockouts_total").increment(0);
     metrics::counter!("store_errors_total").increment(0);

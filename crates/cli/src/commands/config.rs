@@ -76,6 +76,15 @@ fn effective(c: &ServerConfig, log_format: LogFormat) -> String {
     );
     line("shutdown_delay", Some(d(c.shutdown_delay)));
     line("shutdown_timeout", Some(d(c.shutdown_timeout)));
+    let limits = &c.connections;
+    line("header_read_timeout", Some(d(limits.header_read_timeout)));
+    line("body_read_timeout", Some(d(limits.body_read_timeout)));
+    line("keep_alive_timeout", Some(d(limits.keep_alive_timeout)));
+    line(
+        "max_header_bytes",
+        Some(limits.max_header_bytes.to_string()),
+    );
+    line("max_connections", Some(limits.max_connections.to_string()));
     let proxies: Vec<String> = c
         .trusted_proxies
         .iter()

@@ -125,7 +125,10 @@ impl From<DomainError> for AppError {
                     retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
                 ),
             },
-            DomainError::Busy | DomainError::Crypto(CryptoError::Overloaded) => Self::unavailable(),
+            DomainError::Busy | DomainError::Crypto(CryptoError::Overloaded) => {
+                super::shed::record(super::shed::Reason::Overloaded);
+                Self::unavailable()
+            }
             // A reset takes a few password hashes: a second is a fair first wait for a retry.
             DomainError::IdempotencyInProgress => Self::Api {
                 status: StatusCode::CONFLICT,

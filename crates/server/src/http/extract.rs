@@ -78,7 +78,7 @@ impl FromRequest<AppState> for JsonObject {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
         let (parts, body) = req.into_parts();
-        let bytes = read_limited(body, state.body_limit).await?;
+        let bytes = read_limited(body, state).await?;
         let content_type = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -114,15 +114,48 @@ impl JsonObject {
     }
 }
 
-/// Reads a whole body, answering 413 past `limit` bytes.
-pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<Bytes, AppError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+/// Reads a whole body within the body limit and the body read timeout.
+///
+/// A declared `Content-Length` over the limit is answered 413 before a byte is read (no client
+/// gets to make the server wait for, or buffer, what it would refuse). A body that ends short
+/// of its length or has a malformed chunk is the client's malformed request, 400, not 413.
+pub async fn read_limited(body: axum::body::Body, state: &AppState) -> Result<Bytes, AppError> {
+    use axum::body::HttpBody;
+    let too_large = || {
         AppError::api(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::PayloadTooLarge,
             "The request body is too large.",
         )
-    })
+    };
+    if body.size_hint().lower() > state.body_limit as u64 {
+        return Err(too_large());
+    }
+    let read = axum::body::to_bytes(body, state.body_limit);
+    match tokio::time::timeout(state.body_read_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
+        Ok(Err(_)) => Err(AppError::bad_request(
+            ErrorCode::DeserializationFailed,
+            "The request body ended early or its chunked encoding is malformed.",
+        )),
+        Err(_) => Err(AppError::api(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::DeserializationFailed,
+            "The request body did not arrive in time; send the request again.",
+        )),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The lower-cased media type of the `Content-Type` header, without parameters.

@@ -12,6 +12,7 @@ pub async fn healthz() -> Json<Value> {
 /// The store answers and no shutdown has begun; load balancers stop routing here otherwise.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        super::shed::record(super::shed::Reason::Draining);
         return Err(AppError::unavailable());
     }
     state

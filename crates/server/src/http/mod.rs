@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod parse;
 mod request_id;
 mod session_routes;
+pub mod shed;
 mod verify_route;
 
 use axum::Router;
@@ -36,6 +37,8 @@ pub struct AppState {
     /// "Now" for every request: this node's clock set to the database's.
     pub clock: crate::clock::Clock,
     pub body_limit: usize,
+    /// How long a handler waits for a whole request body (408 beyond).
+    pub body_read_timeout: std::time::Duration,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
     /// Set when shutdown has begun: `/readyz` then answers 503.
@@ -50,6 +53,7 @@ impl AppState {
             service,
             clock: crate::clock::Clock::default(),
             body_limit: DEFAULT_BODY_LIMIT,
+            body_read_timeout: crate::listener::ConnectionLimits::default().body_read_timeout,
             trusted_proxies: std::sync::Arc::default(),
             draining: std::sync::Arc::default(),
             serves_metrics: true,
@@ -109,15 +113,18 @@ pub fn router(state: AppState) -> Router {
             header::PRAGMA,
             HeaderValue::from_static("no-cache"),
         ))
+        .layer(axum::middleware::from_fn(shed::over_capacity))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = request.uri().path(),
-                    request_id = request_id::of(request),
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = request.uri().path(),
+                        request_id = request_id::of(request),
+                    )
+                })
+                .on_failure(on_failure),
         )
         // Outside the trace layer, so that the span has the id.
         .layer(axum::middleware::from_fn(request_id::assign))
@@ -126,6 +133,20 @@ pub fn router(state: AppState) -> Router {
             // `VZ-M2M-Token`, in the lower case `HeaderName` requires.
             HeaderName::from_static("vz-m2m-token"),
         ]))
+}
+
+/// 503s are shed on purpose and summarised where they are decided (see [`shed`]); any other
+/// 5xx is a fault.
+fn on_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass;
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {}
+        other => tracing::error!(classification = %other, ?latency, "response failed"),
+    }
 }
 
 async fn not_found() -> AppError {

@@ -101,7 +101,7 @@ impl Form {
 }
 
 async fn read_form(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Form, AppError> {
-    let bytes = read_limited(body, state.body_limit).await?;
+    let bytes = read_limited(body, state).await?;
     if media_type(headers).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(invalid_request(
             "The body must be application/x-www-form-urlencoded.",

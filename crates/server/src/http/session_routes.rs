@@ -92,7 +92,8 @@ pub async fn reset_password(
 async fn run_to_completion<T: Send + 'static>(
     work: impl Future<Output = Result<T, DomainError>> + Send + 'static,
 ) -> Result<T, AppError> {
-    tokio::spawn(work)
+    // In the request's span: its lines (a lock, a rehash) keep the request id.
+    tokio::spawn(tracing::Instrument::in_current_span(work))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "operation task failed");

@@ -240,7 +240,11 @@ impl Store for SqliteStore {
             .execute(&self.readers)
             .await
             .map(drop)
-            .map_err(map_err)
+            .map_err(map_err)?;
+        let writer = self.writer.clone();
+        tokio::spawn(async move { writer.probe().await })
+            .await
+            .map_err(|e| StoreError::Backend(format!("write probe failed: {e}")))?
     }
 
     /// An embedded database's clock is this process's clock.

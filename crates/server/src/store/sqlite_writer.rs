@@ -53,6 +53,26 @@ impl Writer {
         Ok(conn)
     }
 
+    /// Whether SQLite's write lock can be taken now. Another process holding it leaves reads
+    /// working (WAL) but every login waiting, so readiness asks this too. The probe does not
+    /// wait for the lock (busy timeout 0 for its one `BEGIN IMMEDIATE`); the caller runs it
+    /// on a task of its own, so that the usual busy timeout is always put back.
+    pub(super) async fn probe(&self) -> StoreResult<()> {
+        let mut conn = self.lock().await?;
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let taken = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await;
+        if taken.is_ok() {
+            rollback(&mut conn).await;
+        }
+        let restore = format!("PRAGMA busy_timeout = {}", self.wait.as_millis());
+        let restored = sqlx::query(&restore).execute(&mut *conn).await;
+        taken.map_err(map_err)?;
+        restored.map(drop).map_err(map_err)
+    }
+
     /// Takes the connection out: every later write fails as unavailable.
     pub(super) async fn take(&self) -> Option<SqliteConnection> {
         self.conn.lock().await.take()

@@ -1,10 +1,12 @@
 //! Integration tests of the server crate: one binary, one module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod connections;
 mod domain_rules;
 mod http_contract;
 mod idempotency;
 mod lockout_races;
+mod logs;
 mod metrics;
 mod oauth;
 mod openapi;

@@ -193,3 +193,20 @@ async fn sqlite_locked_by_another_process_answers_503_then_recovers() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn readiness_is_off_while_another_process_holds_the_sqlite_write_lock() {
+    let f = Fixture::start_with(|c| c.store.acquire_timeout = Duration::from_millis(500)).await;
+    let ready = || async { f.http.get(f.url("/readyz")).send().await.unwrap().status() };
+    assert_eq!(ready().await, 200);
+    // Reads still work in WAL mode; writes (every login) cannot be taken.
+    let mut locker = sqlx::SqliteConnection::connect(&f.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    assert_eq!(ready().await, 503);
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    assert_eq!(ready().await, 200);
+    locker.close().await.unwrap();
+}

@@ -138,6 +138,13 @@ impl TestServer {
         }
     }
 
+    /// Signals shutdown without waiting: the drain can then be watched.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Graceful shutdown, waiting until the store is closed.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

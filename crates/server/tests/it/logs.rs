@@ -1,0 +1,172 @@
+//! What the log says under stress: shed and draining 503s are summarised at WARN, not one
+//! ERROR line each; lines written inside an operation carry the request id.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use m2m_session_server::crypto::Argon2Settings;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::support::*;
+
+/// The formatted log lines of this thread. The tests run on a current-thread runtime, so
+/// the server's tasks log here too.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn the_lock_line_carries_the_request_id() {
+    let (logs, _guard) = capture();
+    let f = Fixture::start().await;
+    let bearer = f.api_token().await;
+    for i in 0..5 {
+        let r = f
+            .http
+            .post(f.url("/api/m2m/v1/session/login"))
+            .bearer_auth(&bearer)
+            .header("X-Request-Id", format!("lock-attempt-{i}"))
+            .json(&serde_json::json!({"username": USERNAME, "password": "wrong password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+    f.server.stop().await;
+    let lines = logs.lines();
+    let lock = lines
+        .iter()
+        .find(|l| l.contains("username locked"))
+        .unwrap_or_else(|| panic!("no lock line in {lines:#?}"));
+    assert!(lock.contains("lock-attempt-4"), "{lock}");
+}
+
+#[tokio::test]
+async fn shed_logins_and_a_drain_are_counted_and_summarised_not_logged_as_errors() {
+    let (logs, _guard) = capture();
+    let mut f = Fixture::start_with(|c| {
+        // Real argon2 cost, one worker and a queue of one: most of a burst is shed.
+        c.argon2 = Argon2Settings::default();
+        c.hash_workers = 1;
+        c.hash_queue = 1;
+        c.shutdown_delay = Duration::from_secs(1);
+    })
+    .await;
+    let bearer = f.api_token().await;
+    let names: Vec<String> = (0..40).map(|i| format!("nobody-{i}")).collect();
+    let burst = names
+        .iter()
+        .map(|name| Box::pin(f.login(&bearer, name, "whatever password")))
+        .collect();
+    let answers: Vec<u16> = join_local(burst)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let shed = answers.iter().filter(|s| **s == 503).count();
+    assert!(shed > 0, "nothing was shed: {answers:?}");
+
+    let metrics = f
+        .http
+        .get(f.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("http_shed_total{reason=\"overloaded\"}"))
+        .unwrap_or_else(|| panic!("no shed counter in {metrics}"));
+    assert!(
+        counted.ends_with(&format!(" {shed}")),
+        "{counted} for {shed}"
+    );
+
+    f.server.begin_stop();
+    let mut draining = 0;
+    for _ in 0..20 {
+        match f.http.get(f.url("/readyz")).send().await {
+            Ok(r) if r.status() == 503 => draining += 1,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(draining > 0);
+    f.server.stop().await;
+
+    let lines = logs.lines();
+    let errors: Vec<_> = lines.iter().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(
+        errors.is_empty(),
+        "{} ERROR lines: {errors:#?}",
+        errors.len()
+    );
+    let summaries = lines
+        .iter()
+        .filter(|l| l.contains(" WARN ") && l.contains("answered 503 on purpose"))
+        .count();
+    // The first shed answer is reported at once, later ones at most every 10 s.
+    assert!((1..=2).contains(&summaries), "{summaries} summary lines");
+}
+
+/// Drives the futures together on this task (they borrow the fixture, so no spawning).
+async fn join_local<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match std::pin::Pin::new(f).poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().map(Option::unwrap).collect()
+}
