@@ -203,7 +203,7 @@ pub struct ServeArgs {
     /// After that, how long in-flight requests may take before the server stops anyway [default: 20s]
     #[arg(long, env = "M2M_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
-    /// Proxy whose X-Forwarded-For is believed (repeatable), e.g. 10.0.0.0/8 or 127.0.0.1/32
+    /// Proxy whose X-Forwarded-For (or, without it, Forwarded) is believed (repeatable), e.g. 10.0.0.0/8 or 127.0.0.1/32
     #[arg(
         long = "trusted-proxy",
         env = "M2M_TRUSTED_PROXY",
