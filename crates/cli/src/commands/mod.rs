@@ -39,7 +39,11 @@ pub fn init_logging(default: &str, format: LogFormat) {
 /// lines before it (`fallback` is the flag's format, for failures before logging started), so a
 /// log shipper never meets a stray text line.
 pub fn print_failure(error: &anyhow::Error, fallback: Option<LogFormat>) {
-    let message = one_line(error);
+    print_failure_line(&one_line(error), fallback);
+}
+
+/// [`print_failure`] for a message already made one line.
+pub fn print_failure_line(message: &str, fallback: Option<LogFormat>) {
     match LOG_FORMAT.get().copied().or(fallback).unwrap_or_default() {
         LogFormat::Text => eprintln!("error: {message}"),
         LogFormat::Json => eprintln!(

@@ -103,3 +103,26 @@ fn commands_that_cannot_open_the_database_do_not_print_its_password() {
         }
     }
 }
+
+#[test]
+fn client_command_failures_are_one_json_line_under_json_logs() {
+    let env = Env::new();
+    let out = env
+        .command()
+        .env("M2M_LOG_FORMAT", "json")
+        .env("M2M_URL", "http://127.0.0.1:9/api")
+        .env("M2M_CLIENT_ID", "app")
+        .env("M2M_CLIENT_SECRET", "hunter2")
+        .env("M2M_USERNAME", "bob")
+        .env("M2M_PASSWORD", "hunter2")
+        .arg("login")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = all_output(&out);
+    assert!(!text.contains(PASSWORD), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap();
+    assert_eq!(value["level"], "ERROR", "{stderr}");
+}
