@@ -1,13 +1,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use m2m_session_model::{ConnectivityManagementResult, ErrorCode, GatewayFault};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 
 use crate::controller::SessionManagementController;
 use crate::oauth::TokenCache;
