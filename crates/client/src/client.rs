@@ -217,10 +217,23 @@ impl Client {
         let budget = &self.inner.budget;
         let mut attempt: u32 = 0;
         let mut waits: u32 = 0;
+        let mut in_progress: Option<RawResponse> = None;
         loop {
             attempt += 1;
             let more_allowed = attempt < retry.attempts();
-            match attempt_once(build().timeout(attempt_timeout)).await {
+            let sent = attempt_once(build().timeout(attempt_timeout));
+            // Once the server has said "in progress", running out of time mid-attempt reports
+            // that answer (what the caller can act on), not a bare timeout.
+            let outcome = match (deadline, in_progress.take()) {
+                (Some(deadline), Some(last)) => {
+                    match tokio::time::timeout_at(deadline, sent).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => return Ok(last),
+                    }
+                }
+                _ => sent.await,
+            };
+            match outcome {
                 Ok(raw) if raw.status.is_success() => {
                     budget.refund();
                     return Ok(raw);
@@ -238,6 +251,7 @@ impl Client {
                     attempt -= 1;
                     waits += 1;
                     tokio::time::sleep(delay).await;
+                    in_progress = Some(raw);
                     continue;
                 }
                 Ok(raw) => {
