@@ -36,7 +36,7 @@ pub struct AppState {
     /// "Now" for every request: this node's clock set to the database's.
     pub clock: crate::clock::Clock,
     pub body_limit: usize,
-    /// Peers whose `X-Forwarded-For` is believed.
+    /// Peers whose `X-Forwarded-For` (or `Forwarded`) is believed.
     pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
     /// Set when shutdown has begun: `/readyz` then answers 503.
     pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
