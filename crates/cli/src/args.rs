@@ -14,7 +14,14 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Database URL: sqlite://PATH, sqlite:PATH or a plain file path [default: sqlite://m2m-session.db]
-    #[arg(long, global = true, env = "M2M_DATABASE", value_name = "URL")]
+    // A PostgreSQL URL holds a password: clap must not show the variable's value in --help.
+    #[arg(
+        long,
+        global = true,
+        env = "M2M_DATABASE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub database: Option<String>,
 
     /// TOML configuration file (keys as the long flags, with underscores)
@@ -105,9 +112,11 @@ Exit codes: 0 success; 1 other failure (configuration, connection, unexpected an
 #[derive(Debug, Clone, Args)]
 pub struct RemoteArgs {
     /// API base URL, including /api
+    // It may carry credentials (user:password@host).
     #[arg(
         long,
         env = "M2M_URL",
+        hide_env_values = true,
         value_name = "URL",
         default_value = "http://127.0.0.1:8080/api"
     )]
@@ -221,7 +230,7 @@ pub struct ServeArgs {
     /// [default: 1024]
     #[arg(long, env = "M2M_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
-    /// Proxy whose X-Forwarded-For is believed (repeatable), e.g. 10.0.0.0/8 or 127.0.0.1/32
+    /// Proxy whose X-Forwarded-For (or, without it, Forwarded) is believed (repeatable), e.g. 10.0.0.0/8 or 127.0.0.1/32
     #[arg(
         long = "trusted-proxy",
         env = "M2M_TRUSTED_PROXY",

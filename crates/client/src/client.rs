@@ -1,11 +1,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use m2m_session_model::{ConnectivityManagementResult, GatewayFault};
+use m2m_session_model::{ConnectivityManagementResult, ErrorCode, GatewayFault};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 
 use crate::controller::SessionManagementController;
 use crate::oauth::TokenCache;
@@ -142,12 +143,13 @@ impl Client {
     /// Runs a call within the operation timeout: API token, attempts, one repeat after a 401.
     pub(crate) async fn call(&self, call: Call<'_>) -> Result<RawResponse, Error> {
         let limit = self.inner.operation_timeout;
-        tokio::time::timeout(limit, self.call_untimed(call))
+        let deadline = Instant::now() + limit;
+        tokio::time::timeout_at(deadline, self.call_untimed(call, deadline))
             .await
             .map_err(|_| Error::Timeout(limit))?
     }
 
-    async fn call_untimed(&self, call: Call<'_>) -> Result<RawResponse, Error> {
+    async fn call_untimed(&self, call: Call<'_>, deadline: Instant) -> Result<RawResponse, Error> {
         let base = if call.at_root {
             self.inner
                 .base
@@ -180,7 +182,9 @@ impl Client {
                 }
                 req
             };
-            let raw = self.send(call.repeat, attempt_timeout, build).await?;
+            let raw = self
+                .send(call.repeat, attempt_timeout, Some(deadline), build)
+                .await?;
             // A 401 is the gateway refusing the API token before anything ran: drop the token
             // and repeat once with a fresh one, whatever the operation.
             if raw.status == StatusCode::UNAUTHORIZED
@@ -197,22 +201,58 @@ impl Client {
     }
 
     /// Sends with retries as far as `repeat` allows.
+    ///
+    /// A safe request answered `IdempotencyKey.InProgress` is waited for until `deadline`: the
+    /// server is still making the answer (typically to an attempt of ours that timed out), and
+    /// giving up would lose it just like a lost answer would. Those waits spend neither attempts
+    /// nor the retry budget, which exist to bound repeats of failures.
     pub(crate) async fn send(
         &self,
         repeat: Repeat,
         attempt_timeout: Duration,
+        deadline: Option<Instant>,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<RawResponse, Error> {
         let retry = &self.inner.retry;
         let budget = &self.inner.budget;
         let mut attempt: u32 = 0;
+        let mut waits: u32 = 0;
+        let mut in_progress: Option<RawResponse> = None;
         loop {
             attempt += 1;
             let more_allowed = attempt < retry.attempts();
-            match attempt_once(build().timeout(attempt_timeout)).await {
+            let sent = attempt_once(build().timeout(attempt_timeout));
+            // Once the server has said "in progress", running out of time mid-attempt reports
+            // that answer (what the caller can act on), not a bare timeout.
+            let outcome = match (deadline, in_progress.take()) {
+                (Some(deadline), Some(last)) => {
+                    match tokio::time::timeout_at(deadline, sent).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => return Ok(last),
+                    }
+                }
+                _ => sent.await,
+            };
+            match outcome {
                 Ok(raw) if raw.status.is_success() => {
                     budget.refund();
                     return Ok(raw);
+                }
+                Ok(raw)
+                    if repeat == Repeat::Safe && retry.attempts() > 1 && is_in_progress(&raw) =>
+                {
+                    let Some(delay) = retry.delay(waits, Some(&raw.headers)) else {
+                        return Ok(raw);
+                    };
+                    if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                        return Ok(raw);
+                    }
+                    tracing::debug!(waits, ?delay, "still in progress on the server; waiting");
+                    attempt -= 1;
+                    waits += 1;
+                    tokio::time::sleep(delay).await;
+                    in_progress = Some(raw);
+                    continue;
                 }
                 Ok(raw) => {
                     if repeat == Repeat::Safe
@@ -244,6 +284,15 @@ impl Client {
             }
         }
     }
+}
+
+/// 409 `IdempotencyKey.InProgress`: the first request with this key is still running.
+fn is_in_progress(raw: &RawResponse) -> bool {
+    raw.status == StatusCode::CONFLICT
+        && serde_json::from_slice::<ConnectivityManagementResult>(&raw.body).is_ok_and(|r| {
+            r.error_code.as_deref().and_then(ErrorCode::from_code)
+                == Some(ErrorCode::IdempotencyKeyInProgress)
+        })
 }
 
 /// A body in the contract's error shape: the session failed, not the API token.

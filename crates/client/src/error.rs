@@ -143,11 +143,21 @@ impl Error {
         self.known_code() == Some(ErrorCode::InvalidCredentials)
     }
 
+    /// The first reset with this `Idempotency-Key` was still running on the server when the
+    /// operation's time ran out: repeat it with the same key (see
+    /// [`RequestOptions::idempotency_key`](crate::RequestOptions)) to get its answer.
+    pub fn is_in_progress(&self) -> bool {
+        self.known_code() == Some(ErrorCode::IdempotencyKeyInProgress)
+    }
+
     /// Nothing reached the server or it asked to come back later.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Timeout(_) | Self::Transport(_) => true,
-            _ => self.status().is_some_and(super::retry::is_retryable_status),
+            _ => {
+                self.is_in_progress()
+                    || self.status().is_some_and(super::retry::is_retryable_status)
+            }
         }
     }
 }

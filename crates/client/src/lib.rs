@@ -52,7 +52,11 @@
 //! | login, logout | connection failures only (the request never reached the server) |
 //! | reset | like the token, always with the same `Idempotency-Key` |
 //!
-//! Any call answered 401 by the gateway is repeated once with a fresh API token.
+//! Any call answered 401 by the gateway is repeated once with a fresh API token. A reset answered
+//! 409 `IdempotencyKey.InProgress` (a retry that overtook its first attempt, still running on the
+//! server) is repeated with the same key after a backoff or the `Retry-After` until the stored
+//! answer comes or the operation timeout is near; then it fails with that 409
+//! ([`Error::is_in_progress`]).
 //!
 //! # Secrets
 //!

@@ -91,7 +91,7 @@ async fn fetch(client: &Client) -> Result<Cached, Error> {
     let _enter = span.enter();
     let sent_at = Instant::now();
     let raw = client
-        .send(Repeat::Safe, inner.attempt_timeout, || {
+        .send(Repeat::Safe, inner.attempt_timeout, None, || {
             inner
                 .http
                 .post(&url)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use m2m_session_server::ServerConfig;
 
+use super::redact_url;
 use crate::args::{Cli, LogFormat, ServeArgs};
 use crate::settings::{self, FileConfig};
 
@@ -102,20 +103,9 @@ fn effective(c: &ServerConfig, log_format: LogFormat) -> String {
     out
 }
 
-/// A database URL without its password (PostgreSQL URLs carry one).
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("REDACTED"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use crate::commands::redact_url;
 
     #[test]
     fn passwords_in_database_urls_are_redacted() {
@@ -128,5 +118,14 @@ mod tests {
             "sqlite://m2m-session.db"
         );
         assert_eq!(redact_url("/var/lib/m2m.db"), "/var/lib/m2m.db");
+        assert_eq!(
+            redact_url("postgres://db/m2m?user=m2m&password=s3cret&sslmode=require"),
+            "postgres://db/m2m?user=m2m&password=REDACTED&sslmode=require"
+        );
+        // Unparsable, e.g. an unencoded '@' or '/' in the password: everything before the host.
+        assert_eq!(
+            redact_url("postgres://m2m:s3/cr@t@db/m2m"),
+            "postgres://REDACTED@db/m2m"
+        );
     }
 }

@@ -12,7 +12,7 @@ use m2m_session_client::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use super::read_secret_line;
+use super::{print_failure_line, read_secret_line};
 use crate::args::{LoginArgs, LogoutArgs, RemoteArgs, ResetPasswordArgs};
 use crate::settings::env_or_file;
 
@@ -97,13 +97,16 @@ async fn report(work: impl Future<Output = Result<(), Failure>>) -> ExitCode {
     match work.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
+            print_failure_line(&message, None);
             ExitCode::from(exit::OTHER)
         }
         Err(Failure::Client(e)) => {
+            let message = e.to_string();
             match e.error_code() {
-                Some(code) => eprintln!("error: {code}: {e}"),
-                None => eprintln!("error: {e}"),
+                Some(code) if !message.contains(code) => {
+                    print_failure_line(&format!("{code}: {message}"), None);
+                }
+                _ => print_failure_line(&message, None),
             }
             ExitCode::from(exit_code(&e))
         }

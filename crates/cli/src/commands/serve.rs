@@ -11,8 +11,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
              never with real devices, users or data."
         );
     }
-    let server = Server::bind(&config)
-        .await
-        .with_context(|| format!("cannot start with database {}", config.database))?;
+    let server = Server::bind(&config).await.with_context(|| {
+        format!(
+            "cannot start with database {}",
+            super::redact_url(&config.database)
+        )
+    })?;
     server.run(shutdown).await.context("server failed")
 }

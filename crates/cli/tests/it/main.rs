@@ -6,4 +6,5 @@ mod binary;
 mod client_commands;
 mod crash;
 mod multi_node;
+mod secrets;
 mod serve;

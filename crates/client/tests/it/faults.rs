@@ -106,6 +106,106 @@ async fn reset_retries_a_503_with_the_same_idempotency_key() {
     assert_eq!(resets[0].headers["vz-m2m-token"], SESSION);
 }
 
+fn in_progress() -> ResponseTemplate {
+    ResponseTemplate::new(409).set_body_json(json!({
+        "errorCode": "UnifiedWebService.REQUEST_FAILED.IdempotencyKey.InProgress",
+        "errorMessage": "A request with this Idempotency-Key is still in progress."
+    }))
+}
+
+#[tokio::test]
+async fn a_reset_in_progress_is_waited_for_beyond_the_attempts_honouring_retry_after() {
+    let server = mock_with_token().await;
+    Mock::given(method("PUT"))
+        .and(path(RESET))
+        .respond_with(in_progress().insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(RESET))
+        .respond_with(in_progress())
+        .up_to_n_times(4)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(RESET))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"newPassword": "Wh0a1545a84d"})),
+        )
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    let r = client(&server)
+        .session_management()
+        .reset_connectivity_management_password(&session(), &reset_body())
+        .await
+        .unwrap();
+    assert_eq!(r.result.new_password.as_deref(), Some("Wh0a1545a84d"));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1"
+    );
+    let resets = requests_to(&server, RESET).await;
+    assert_eq!(
+        resets.len(),
+        6,
+        "5 answers in progress, then the stored one"
+    );
+    let key = |r: &wiremock::Request| r.headers["idempotency-key"].to_str().unwrap().to_owned();
+    assert!(resets.iter().all(|r| key(r) == key(&resets[0])));
+}
+
+#[tokio::test]
+async fn a_reset_in_progress_for_ever_stops_at_the_operation_timeout_with_its_code() {
+    let server = mock_with_token().await;
+    Mock::given(method("PUT"))
+        .and(path(RESET))
+        .respond_with(in_progress())
+        .mount(&server)
+        .await;
+    let base = format!("{}/api", server.uri());
+    let client = Client::builder()
+        .base_url(&base)
+        .unwrap()
+        .oauth_client_credentials("app", SecretString::from("secret"))
+        .retry(fast_retry())
+        .operation_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let e = client
+        .session_management()
+        .reset_connectivity_management_password(&session(), &reset_body())
+        .await
+        .unwrap_err();
+    assert!(e.is_in_progress(), "{e:?}");
+    assert!(e.is_transient());
+    assert!(e.to_string().contains("IdempotencyKey.InProgress"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(6));
+    assert!(requests_to(&server, RESET).await.len() > 3);
+}
+
+#[tokio::test]
+async fn a_reset_in_progress_with_a_too_long_retry_after_is_not_waited_for() {
+    let server = mock_with_token().await;
+    Mock::given(method("PUT"))
+        .and(path(RESET))
+        .respond_with(in_progress().insert_header("Retry-After", "3600"))
+        .mount(&server)
+        .await;
+    let e = client(&server)
+        .session_management()
+        .reset_connectivity_management_password(&session(), &reset_body())
+        .await
+        .unwrap_err();
+    assert!(e.is_in_progress(), "{e:?}");
+    assert_eq!(requests_to(&server, RESET).await.len(), 1);
+}
+
 #[tokio::test]
 async fn login_is_not_retried_after_a_503() {
     let server = mock_with_token().await;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::middleware::Next;
 use m2m_session_client::{Client, RetryConfig};
+use m2m_session_server::crypto::PasswordHasher;
 use m2m_session_server::domain::{Policy, SessionService};
 use m2m_session_server::http::{AppState, router};
 use m2m_session_server::store;
@@ -18,31 +19,39 @@ pub use m2m_session_server::testing::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNA
 pub struct CountingServer {
     pub api_base: String,
     counts: Arc<Mutex<HashMap<String, usize>>>,
+    statuses: Arc<Mutex<Vec<(String, u16)>>>,
     _dir: tempfile::TempDir,
 }
 
 impl CountingServer {
     pub async fn start(policy: Policy) -> Self {
+        Self::start_with(policy, m2m_session_server::testing::cheap_hasher()).await
+    }
+
+    /// With a hasher of the test's choosing, e.g. slow enough to keep a reset running.
+    pub async fn start_with(policy: Policy, hasher: PasswordHasher) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("m2m.db").display());
         let store = store::open(&url, &store::StoreSettings::default())
             .await
             .unwrap();
         m2m_session_server::testing::seed(store.clone(), Timestamp::now()).await;
-        let hasher = m2m_session_server::testing::cheap_hasher();
         let service = SessionService::new(store, hasher, policy);
         let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let sink = counts.clone();
+        let statuses: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
+        let (sink, status_sink) = (counts.clone(), statuses.clone());
         let app = router(AppState::new(service)).layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
-                let sink = sink.clone();
+                let (sink, status_sink) = (sink.clone(), status_sink.clone());
                 async move {
-                    *sink
+                    let path = req.uri().path().to_owned();
+                    *sink.lock().unwrap().entry(path.clone()).or_default() += 1;
+                    let response = next.run(req).await;
+                    status_sink
                         .lock()
                         .unwrap()
-                        .entry(req.uri().path().to_owned())
-                        .or_default() += 1;
-                    next.run(req).await
+                        .push((path, response.status().as_u16()));
+                    response
                 }
             },
         ));
@@ -59,12 +68,24 @@ impl CountingServer {
         Self {
             api_base: format!("http://{addr}/api"),
             counts,
+            statuses,
             _dir: dir,
         }
     }
 
     pub fn count(&self, path: &str) -> usize {
         self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// The statuses answered on `path`, in order.
+    pub fn statuses(&self, path: &str) -> Vec<u16> {
+        self.statuses
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, s)| *s)
+            .collect()
     }
 
     pub fn token_requests(&self) -> usize {

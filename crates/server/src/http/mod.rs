@@ -39,7 +39,7 @@ pub struct AppState {
     pub body_limit: usize,
     /// How long a handler waits for a whole request body (408 beyond).
     pub body_read_timeout: std::time::Duration,
-    /// Peers whose `X-Forwarded-For` is believed.
+    /// Peers whose `X-Forwarded-For` (or `Forwarded`) is believed.
     pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
     /// Set when shutdown has begun: `/readyz` then answers 503.
     pub draining: std::sync::Arc<std::sync::atomic::AtomicBool>,

@@ -403,6 +403,51 @@ async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
 }
 
 #[tokio::test]
+async fn forwarded_clients_written_with_ports_have_buckets_of_their_own() {
+    let f = Fixture::start_with(|c| {
+        c.policy.ip_failure_limit = 2;
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let bearer = f.api_token().await;
+    let forwarded = [
+        ("X-Forwarded-For", "198.51.100.1:5555", "198.51.100.1"),
+        ("X-Forwarded-For", "[2001:db8::1]:443", "2001:db8::1"),
+        ("X-Forwarded-For", "::ffff:198.51.100.2", "198.51.100.2"),
+        (
+            "Forwarded",
+            "for=\"198.51.100.3:80\";proto=https",
+            "198.51.100.3",
+        ),
+        ("Forwarded", "for=\"[2001:db8::2]:443\"", "2001:db8::2"),
+    ];
+    for (header, value, _) in forwarded {
+        let r = f
+            .http
+            .post(f.url("/api/m2m/v1/session/login"))
+            .bearer_auth(&bearer)
+            .header(header, value)
+            .json(&json!({"username": "someone", "password": "wrong-password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{header}: {value} shares a bucket");
+    }
+    let audit = sqlite_store(&f.url)
+        .await
+        .list_audit(Some("someone"), None)
+        .await
+        .unwrap();
+    let ips: Vec<_> = audit
+        .iter()
+        .filter(|a| a.event == "login")
+        .filter_map(|a| a.ip.as_deref())
+        .collect();
+    let expected: Vec<_> = forwarded.iter().map(|(_, _, ip)| *ip).collect();
+    assert_eq!(ips, expected);
+}
+
+#[tokio::test]
 async fn responses_carry_no_server_banner_and_no_store() {
     let f = Fixture::start().await;
     let bearer = f.api_token().await;
