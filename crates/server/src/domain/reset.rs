@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::audit::{AuditEvent, AuditOutcome, RequestContext};
+use super::audit::{AuditEvent, RequestContext};
 use super::idempotency::validate_key;
 use super::service::AuthenticatedSession;
 use super::{DomainError, SessionService};
@@ -29,9 +29,10 @@ impl SessionService {
         let session = match self.live_session(&ctx.client_id, token, now).await {
             Ok(session) => session,
             Err(e) => {
-                self.audit(now, AuditEvent::Reset, AuditOutcome::Error, None, ctx, None)
+                let result = Err(e);
+                self.audit_result(now, AuditEvent::Reset, &result, None, ctx, None)
                     .await;
-                return Err(e);
+                return result;
             }
         };
         let (result, detail) = match idempotency_key {
@@ -45,11 +46,10 @@ impl SessionService {
                     .await
             }
         };
-        let outcome = AuditOutcome::of(&result);
-        self.audit(
+        self.audit_result(
             now,
             AuditEvent::Reset,
-            outcome,
+            &result,
             Some(&session.username),
             ctx,
             detail,

@@ -8,7 +8,7 @@ use super::{DomainError, Policy};
 use crate::crypto::{Admission, PasswordHasher, SessionToken, TokenDigest};
 use crate::store::{
     AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, IpLimit, SessionRecord,
-    SessionStart, Store, UserRecord,
+    SessionStart, Store, StoreError, UserRecord,
 };
 use crate::time::Timestamp;
 
@@ -83,7 +83,7 @@ impl SessionService {
         metrics::counter!("login_total", "result" => outcome.as_str()).increment(1);
         // A session that started was audited in the transaction that stored it.
         if result.is_err() {
-            self.audit(now, AuditEvent::Login, outcome, Some(username), ctx, None)
+            self.audit_result(now, AuditEvent::Login, &result, Some(username), ctx, None)
                 .await;
         }
         result
@@ -195,11 +195,10 @@ impl SessionService {
             },
             Err(e) => Err(e),
         };
-        let outcome = AuditOutcome::of(&result);
-        self.audit(
+        self.audit_result(
             now,
             AuditEvent::Logout,
-            outcome,
+            &result,
             username.as_deref(),
             ctx,
             None,
@@ -424,6 +423,29 @@ impl SessionService {
             Ok(false) => {}
             Err(e) => tracing::warn!(username = user.username, error = %e, "rehash failed"),
         }
+    }
+
+    /// Audits an operation's result, except when the store was unavailable: the line could
+    /// not be written either, and trying would make the caller wait a second store timeout
+    /// before its 503. The failure itself is logged where it is answered.
+    pub(super) async fn audit_result<T>(
+        &self,
+        now: Timestamp,
+        event: AuditEvent,
+        result: &Result<T, DomainError>,
+        username: Option<&str>,
+        ctx: &RequestContext,
+        detail: Option<String>,
+    ) {
+        if matches!(result, Err(DomainError::Store(StoreError::Unavailable(_)))) {
+            tracing::debug!(
+                event = event.as_str(),
+                "audit line skipped: the store is unavailable"
+            );
+            return;
+        }
+        let outcome = AuditOutcome::of(result);
+        self.audit(now, event, outcome, username, ctx, detail).await;
     }
 
     pub(super) async fn audit(

@@ -210,3 +210,30 @@ async fn readiness_is_off_while_another_process_holds_the_sqlite_write_lock() {
     assert_eq!(ready().await, 200);
     locker.close().await.unwrap();
 }
+
+/// One setting bounds the whole wait: a login against a write-locked SQLite file answers 503
+/// after one acquire timeout, not one for the login and another for its audit line.
+#[tokio::test]
+async fn a_login_against_a_write_locked_sqlite_waits_one_acquire_timeout_not_two() {
+    let wait = Duration::from_secs(2);
+    let f = Fixture::start_with(|c| c.store.acquire_timeout = wait).await;
+    let bearer = f.api_token().await;
+    let mut locker = sqlx::SqliteConnection::connect(&f.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = f.login(&bearer, USERNAME, PASSWORD).await;
+    let took = started.elapsed();
+    assert_error(
+        r,
+        503,
+        "UnifiedWebService.REQUEST_FAILED.ServiceUnavailable",
+    )
+    .await;
+    // Two waits would take 4 s; one, 2 s and some slack.
+    assert!(took < wait * 7 / 4, "the login waited {took:?}");
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    locker.close().await.unwrap();
+}
