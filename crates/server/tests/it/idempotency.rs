@@ -245,26 +245,18 @@ async fn http_status_codes_for_idempotency_errors() {
     let f = Fixture::start().await;
     let bearer = f.api_token().await;
     let token = f.session(&bearer).await;
-    let put = |key: &str, old: &str| {
-        f.http
-            .put(f.url("/api/m2m/v1/session/password/actions/reset"))
-            .bearer_auth(&bearer)
-            .header("VZ-M2M-Token", &token)
-            .header("Idempotency-Key", key)
-            .json(&serde_json::json!({"oldPassword": old}))
-            .send()
-    };
-    let first = json(put("k-http", PASSWORD).await.unwrap()).await;
-    let again = json(put("k-http", PASSWORD).await.unwrap()).await;
+    let put = |key: &'static str, old: &'static str| f.reset_with_key(&bearer, &token, old, key);
+    let first = json(put("k-http", PASSWORD).await).await;
+    let again = json(put("k-http", PASSWORD).await).await;
     assert_eq!(first, again);
     assert_error(
-        put("k-http", "different").await.unwrap(),
+        put("k-http", "different").await,
         422,
         "UnifiedWebService.INPUT_INVALID.IdempotencyKey.Mismatch",
     )
     .await;
     assert_error(
-        put("bad key with spaces", PASSWORD).await.unwrap(),
+        put("bad key with spaces", PASSWORD).await,
         400,
         "UnifiedWebService.INPUT_INVALID.IdempotencyKey.Invalid",
     )
@@ -281,21 +273,13 @@ async fn a_key_held_by_another_node_answers_409_in_progress_over_http() {
     let f = Fixture::start_on(db.url(), |_| {}).await;
     let bearer = f.api_token().await;
     let token = f.session(&bearer).await;
-    let put = || {
-        f.http
-            .put(f.url("/api/m2m/v1/session/password/actions/reset"))
-            .bearer_auth(&bearer)
-            .header("VZ-M2M-Token", &token)
-            .header("Idempotency-Key", "k-held")
-            .json(&serde_json::json!({"oldPassword": PASSWORD}))
-            .send()
-    };
+    let put = || f.reset_with_key(&bearer, &token, PASSWORD, "k-held");
     let held = other_node
         .claim_idempotency(USERNAME, "k-held")
         .await
         .unwrap()
         .unwrap();
-    let busy = put().await.unwrap();
+    let busy = put().await;
     assert_eq!(busy.headers()["retry-after"], "1");
     assert_error(
         busy,
@@ -306,8 +290,8 @@ async fn a_key_held_by_another_node_answers_409_in_progress_over_http() {
     // Nothing ran: the old password still logs in, and nothing counts against the user.
     assert_eq!(other_node.lockout(USERNAME).await.unwrap(), None);
     held.release().await;
-    let first = json(put().await.unwrap()).await;
-    let again = json(put().await.unwrap()).await;
+    let first = json(put().await).await;
+    let again = json(put().await).await;
     assert_eq!(first, again);
     assert!(first["newPassword"].is_string());
 }
@@ -317,19 +301,11 @@ async fn http_409_expired_after_the_replay_window() {
     let f = Fixture::start_with(|c| c.policy.idempotency_replay_window = secs(1)).await;
     let bearer = f.api_token().await;
     let token = f.session(&bearer).await;
-    let put = || {
-        f.http
-            .put(f.url("/api/m2m/v1/session/password/actions/reset"))
-            .bearer_auth(&bearer)
-            .header("VZ-M2M-Token", &token)
-            .header("Idempotency-Key", "k-late")
-            .json(&serde_json::json!({"oldPassword": PASSWORD}))
-            .send()
-    };
-    assert_eq!(put().await.unwrap().status(), 200);
+    let put = || f.reset_with_key(&bearer, &token, PASSWORD, "k-late");
+    assert_eq!(put().await.status(), 200);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_error(
-        put().await.unwrap(),
+        put().await,
         409,
         "UnifiedWebService.REQUEST_FAILED.IdempotencyKey.Expired",
     )

@@ -276,6 +276,25 @@ impl Fixture {
         )
         .await
     }
+
+    /// A reset with an `Idempotency-Key`.
+    pub async fn reset_with_key(
+        &self,
+        bearer: &str,
+        session: &str,
+        old: &str,
+        key: &str,
+    ) -> Response {
+        self.http
+            .put(self.url("/api/m2m/v1/session/password/actions/reset"))
+            .bearer_auth(bearer)
+            .header("VZ-M2M-Token", session)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({"oldPassword": old}))
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 pub async fn json(r: Response) -> Value {
