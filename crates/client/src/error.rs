@@ -151,12 +151,17 @@ impl Error {
     }
 
     /// Nothing reached the server or it asked to come back later.
+    ///
+    /// Not a reset still in progress ([`Self::is_in_progress`]): calling the reset again
+    /// would send a new idempotency key, and against a password the first request already
+    /// replaced it would fail as a wrong old password and count towards the lock. Such a reset
+    /// is waited for inside the call, as long as its deadline allows.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Timeout(_) | Self::Transport(_) => true,
             _ => {
-                self.is_in_progress()
-                    || self.status().is_some_and(super::retry::is_retryable_status)
+                !self.is_in_progress()
+                    && self.status().is_some_and(super::retry::is_retryable_status)
             }
         }
     }

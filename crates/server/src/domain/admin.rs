@@ -121,7 +121,12 @@ impl Admin {
     /// for any name given); `NotFound` only when there is neither a user nor a counter.
     pub async fn unlock_user(&self, username: &str, now: Timestamp) -> Result<(), DomainError> {
         let username = &resolve_username(self.store.as_ref(), username).await?;
-        let cleared = self.store.clear_failures(username, now).await?;
+        let cleared = self
+            .store
+            // The database's clock, as the nodes judge by it: an admin host's clock running
+            // ahead must not forgive failures still to come.
+            .clear_failures(username, self.store.db_now().await?)
+            .await?;
         if cleared || self.store.find_user(username).await?.is_some() {
             self.audit(
                 now,

@@ -219,19 +219,21 @@ impl SessionService {
                 now.minus(self.policy.idempotency_record_ttl),
             )
             .await?;
-        // Permanent locks have no window: counters then wait for an administrator.
-        let counters = match self.policy.lockout_duration {
-            Some(window) => {
-                self.store
-                    .purge_counters(
-                        now.minus(window),
-                        now.minus(self.policy.ip_failure_window),
-                        now,
-                    )
-                    .await?
-            }
-            None => 0,
-        };
+        // Permanent locks have no window: username counters then wait for an administrator
+        // (a cutoff before any time keeps them all), while the addresses' failures and lapsed
+        // reservations still go.
+        let unknown_failures_before = self
+            .policy
+            .lockout_duration
+            .map_or(Timestamp(i64::MIN), |window| now.minus(window));
+        let counters = self
+            .store
+            .purge_counters(
+                unknown_failures_before,
+                now.minus(self.policy.ip_failure_window),
+                now,
+            )
+            .await?;
         Ok(sessions + idempotency + counters)
     }
 

@@ -44,9 +44,10 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await
             .map_err(map_err)?;
-        // Opened on first use: most nodes never see a repeated idempotent reset at all.
+        // Every reset with a key holds one for its whole run (two password hashes), so as many
+        // as the main pool; opened on first use, as nodes without keyed resets need none.
         let claims = PgPoolOptions::new()
-            .max_connections(settings.max_connections.div_ceil(4).max(2))
+            .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
         sqlx::migrate!("./migrations/postgres")
@@ -263,6 +264,9 @@ impl Store for PostgresStore {
 
     async fn reset_password(&self, reset: &PasswordReset) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
+        // As every change of the counter: a failure being recorded meanwhile then reads the
+        // success's forgiveness, not the value before it.
+        lock_username(&mut tx, &reset.username).await?;
         let changed = sqlx::query(
             "UPDATE users SET password_hash = $1 WHERE username = $2 AND password_hash = $3",
         )
@@ -479,17 +483,21 @@ impl Store for PostgresStore {
     }
 
     async fn clear_failures(&self, username: &str, now: Timestamp) -> StoreResult<bool> {
-        sqlx::query(
+        let mut tx = self.begin().await?;
+        lock_username(&mut tx, username).await?;
+        let cleared = sqlx::query(
             "UPDATE login_failures SET failures = 0, locked_until = NULL,
                forgiven_before = GREATEST(forgiven_before, $2)
              WHERE username = $1 AND (failures > 0 OR locked_until IS NOT NULL)",
         )
         .bind(username)
         .bind(now.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map(|r| r.rows_affected() > 0)
-        .map_err(map_err)
+        .map_err(map_err)?
+        .rows_affected();
+        tx.commit().await.map_err(map_err)?;
+        Ok(cleared > 0)
     }
 
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {
@@ -758,7 +766,7 @@ impl Store for PostgresStore {
         key: &str,
     ) -> StoreResult<Option<IdempotencyClaim>> {
         let mut tx = self.claims.begin().await.map_err(map_err)?;
-        // Its own seed: the username locks use 0 and the address locks 2.
+        // Seeded apart from the username locks (seed 0) and the address locks (seed 2).
         let held: bool = sqlx::query_scalar(
             "SELECT pg_try_advisory_xact_lock(hashtextextended($2, hashtextextended($1, 1)))",
         )

@@ -222,6 +222,37 @@ pub async fn the_ip_window_slides(_backend: Backend, store: Arc<dyn Store>) {
     ));
 }
 
+/// With permanent locks the username counters wait for an administrator, but the addresses'
+/// failures still leave with their window: the log cannot grow for ever.
+pub async fn address_failures_are_purged_even_with_permanent_locks(
+    _backend: Backend,
+    store: Arc<dyn Store>,
+) {
+    let policy = Policy {
+        lockout_duration: None,
+        ..Policy::default()
+    };
+    let svc = service(store, policy);
+    for name in ["ghost-1", "ghost-2"] {
+        assert!(matches!(
+            svc.login(&ctx(), name, &secret("wrong"), T0).await,
+            Err(DomainError::InvalidCredentials)
+        ));
+    }
+    // Within the hour nothing goes; after it, the two logged failures do, the counters stay.
+    assert_eq!(svc.purge(T0.plus(mins(59))).await.unwrap(), 0);
+    assert_eq!(svc.purge(T0.plus(mins(61))).await.unwrap(), 2);
+    assert_eq!(
+        svc.store()
+            .lockout("ghost-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .failures,
+        1
+    );
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -250,4 +281,5 @@ on_every_backend!(
     requests_that_arrived_before_a_success_do_not_count,
     a_parallel_burst_never_passes_the_ip_limit,
     the_ip_window_slides,
+    address_failures_are_purged_even_with_permanent_locks,
 );
