@@ -98,9 +98,11 @@ impl SessionService {
     ) -> Result<SessionToken, DomainError> {
         let username = &super::resolve_username(self.store.as_ref(), username).await?;
         self.simulate_user(username, password, now).await?;
-        let attempt = self
-            .reserve_attempt(username, self.ip_limit(ctx, now), now)
-            .await?;
+        let ip = self.ip_limit(ctx, now);
+        if let Some(ip) = &ip {
+            self.refuse_throttled(ip, now).await?;
+        }
+        let attempt = self.reserve_attempt(username, ip, now).await?;
         let verified = self.verify_user(&attempt, password, now).await?;
         let Some(user) = verified else {
             self.fail_attempt(ctx, &attempt, now).await?;
@@ -393,6 +395,20 @@ impl SessionService {
             now,
         };
         Ok(self.store.finish_attempt(&end).await?)
+    }
+
+    /// Refuses an address already at its limit with a read, before any write: a flood from a
+    /// throttled address then costs no write and no wait for the writer.
+    async fn refuse_throttled(&self, ip: &IpLimit, now: Timestamp) -> Result<(), DomainError> {
+        let (failures, oldest) = self.store.ip_failures_since(ip).await?;
+        if failures >= ip.limit {
+            // When the oldest counted failure leaves the window.
+            let until = Timestamp(oldest.map_or(now.0, |t| t.0) + (now.0 - ip.since.0));
+            return Err(DomainError::Throttled {
+                retry_after: now.until(until),
+            });
+        }
+        Ok(())
     }
 
     /// The client address's budget of failed logins, when it has one.

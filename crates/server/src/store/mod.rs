@@ -107,6 +107,10 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets failures and any lock, and forgives the requests that arrived before `now` as a
     /// success does; false if there was nothing to forget.
     async fn clear_failures(&self, username: &str, now: Timestamp) -> StoreResult<bool>;
+    /// The failures logged for a client address after `limit.since` and the oldest of them:
+    /// a read, so that an address already at its limit is refused without taking a write.
+    /// Only a hint: [`Store::reserve_attempt`] decides, atomically.
+    async fn ip_failures_since(&self, limit: &IpLimit) -> StoreResult<(u32, Option<Timestamp>)>;
     /// Usernames with failures or a lock.
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>>;
     /// Forgets what no longer counts: failure counters of usernames that are not users, not

@@ -16,8 +16,8 @@ use super::claim::{Held, IdempotencyClaim};
 use super::rows;
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord, SessionStart,
-    Store, StoreError, StoreResult, StoreSettings, UserRecord,
+    ClientRecord, IdempotencyRecord, IpLimit, LockoutRecord, PasswordReset, SessionRecord,
+    SessionStart, Store, StoreError, StoreResult, StoreSettings, UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
@@ -498,6 +498,18 @@ impl Store for PostgresStore {
         .rows_affected();
         tx.commit().await.map_err(map_err)?;
         Ok(cleared > 0)
+    }
+
+    async fn ip_failures_since(&self, limit: &IpLimit) -> StoreResult<(u32, Option<Timestamp>)> {
+        sqlx::query_as::<_, (i64, Option<i64>)>(
+            "SELECT COUNT(*), MIN(at) FROM ip_failure_log WHERE ip = $1 AND at > $2",
+        )
+        .bind(&limit.ip)
+        .bind(limit.since.0)
+        .fetch_one(&self.pool)
+        .await
+        .map(|(n, oldest)| (rows::count(n), oldest.map(Timestamp)))
+        .map_err(map_err)
     }
 
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {

@@ -24,8 +24,8 @@ use super::sqlite_cache::{Invalidation, Lookup, ReadCache, Ticket};
 use super::sqlite_writer::{Write, Writer};
 use super::{
     ApiTokenRecord, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord,
-    ClientRecord, IdempotencyClaim, IdempotencyRecord, LockoutRecord, PasswordReset, SessionRecord,
-    SessionStart, Store, StoreError, StoreResult, StoreSettings, UserRecord,
+    ClientRecord, IdempotencyClaim, IdempotencyRecord, IpLimit, LockoutRecord, PasswordReset,
+    SessionRecord, SessionStart, Store, StoreError, StoreResult, StoreSettings, UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
@@ -398,6 +398,18 @@ impl Store for SqliteStore {
         self.write_one(None, statement)
             .await
             .map(|r| r.rows_affected() > 0)
+    }
+
+    async fn ip_failures_since(&self, limit: &IpLimit) -> StoreResult<(u32, Option<Timestamp>)> {
+        sqlx::query_as::<_, (i64, Option<i64>)>(
+            "SELECT COUNT(*), MIN(at) FROM ip_failure_log WHERE ip = ? AND at > ?",
+        )
+        .bind(&limit.ip)
+        .bind(limit.since.0)
+        .fetch_one(&self.readers)
+        .await
+        .map(|(n, oldest)| (rows::count(n), oldest.map(Timestamp)))
+        .map_err(map_err)
     }
 
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {

@@ -289,6 +289,16 @@ pub async fn ip_failures_slide_and_count_checks_in_flight(store: Arc<dyn Store>)
         .finish_attempt(&end("e", "e", failed(later.plus(mins(15))), later))
         .await
         .unwrap();
+    // The read that refuses a throttled address before any write sees the same.
+    let window = IpLimit {
+        ip: ip.into(),
+        limit: 3,
+        since: later.minus(mins(60)),
+    };
+    assert_eq!(
+        store.ip_failures_since(&window).await.unwrap(),
+        (3, Some(T0))
+    );
     // At the limit: refused until the oldest failure leaves the window, whoever asks; other
     // addresses and checks without an address (resets) are not affected.
     assert_eq!(
