@@ -123,7 +123,8 @@ pub(super) async fn refuse_look_alike(
 /// The name under which `given` is known: its stored spelling when a user has one (a name
 /// stored before normalisation may not be in NFC), else its NFC. Every spelling of one name
 /// thus reaches the same user and the same lockout counter. A name with a single spelling
-/// (ASCII ones among them) costs no query; others at most three indexed lookups.
+/// (ASCII ones among them) costs no query; others two or three indexed lookups, the same
+/// whether or not the user exists.
 pub async fn resolve_username(store: &dyn Store, given: &str) -> Result<String, StoreError> {
     if is_nfc_quick(given.chars()) == IsNormalized::Yes
         && is_nfd_quick(given.chars()) == IsNormalized::Yes
@@ -140,12 +141,15 @@ pub async fn resolve_username(store: &dyn Store, given: &str) -> Result<String, 
             spellings.push(spelling);
         }
     }
+    // Every spelling is looked up, found or not: how many queries a login costs depends on
+    // the name given, never on whether a user has it.
+    let mut found = None;
     for spelling in spellings {
-        if store.find_user(spelling).await?.is_some() {
-            return Ok(spelling.to_owned());
+        if store.find_user(spelling).await?.is_some() && found.is_none() {
+            found = Some(spelling.to_owned());
         }
     }
-    Ok(nfc)
+    Ok(found.unwrap_or(nfc))
 }
 
 #[cfg(test)]
