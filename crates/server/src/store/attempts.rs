@@ -1,5 +1,6 @@
-//! What the counts read in a reservation's or a failure's transaction decide, written once for
-//! both backends: each backend reads the counts atomically, this decides.
+//! The lockout and throttle decisions, written once for both backends. Each backend reads the
+//! counts in one transaction (so that no other node changes them meanwhile) and hands them
+//! here to decide what the reservation or the failure means.
 
 use super::{AttemptEnd, AttemptRequest, AttemptReservation};
 use crate::time::Timestamp;
@@ -14,7 +15,8 @@ pub(super) struct Counted {
 }
 
 /// The answer to a reservation. An address at its limit is refused first, as the contract
-/// orders the throttle before the lock; busy covers verifications in flight of either.
+/// orders the throttle before the lock. "Busy" means the verifications already running, for
+/// the username or for the address, use up what its limit leaves.
 pub(super) fn reservation(request: &AttemptRequest, c: Counted) -> AttemptReservation {
     if c.granted {
         return AttemptReservation::Granted;
