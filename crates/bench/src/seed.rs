@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use m2m_session_server::crypto::{Argon2Settings, SessionToken};
+use m2m_session_server::crypto::{Argon2Settings, OsRandomness, SessionToken};
 use m2m_session_server::domain::{NewClient, NewUser, Policy};
 use m2m_session_server::open_admin;
 use m2m_session_server::time::Timestamp;
@@ -66,7 +66,7 @@ pub async fn sessions(
     let mut tx = conn.begin().await?;
     let mut tokens = Vec::with_capacity(known);
     for i in 0..known {
-        let token = SessionToken::generate();
+        let token = SessionToken::generate(&OsRandomness);
         sqlx::query(
             "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
              VALUES (?, lower(hex(randomblob(8))), ?, ?, ?, ?)",

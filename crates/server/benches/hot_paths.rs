@@ -8,11 +8,12 @@ use std::hint::black_box;
 
 use axum::response::IntoResponse;
 use criterion::{Criterion, criterion_group, criterion_main};
-use m2m_session_server::crypto::{SessionToken, digest};
+use m2m_session_server::crypto::{OsRandomness, SessionToken, digest};
 use m2m_session_server::domain::DomainError;
 use m2m_session_server::http::{AppError, parse};
 use m2m_session_server::store::{
-    ClientRecord, SessionRecord, SqliteStore, Store, StoreSettings, UserRecord,
+    ClientRecord, ClientStore, SessionRecord, SessionStore, SqliteStore, StoreSettings, UserRecord,
+    UserStore,
 };
 use m2m_session_server::time::Timestamp;
 
@@ -34,7 +35,7 @@ fn parsing(c: &mut Criterion) {
 }
 
 fn digest_and_lookup(c: &mut Criterion) {
-    let token = SessionToken::generate();
+    let token = SessionToken::generate(&OsRandomness);
     c.bench_function("token SHA-256 digest", |b| {
         b.iter(|| black_box(&token).digest())
     });
@@ -99,7 +100,7 @@ fn digest_and_lookup(c: &mut Criterion) {
         })
     });
     // Absent tokens are never cached: every lookup reaches SQLite.
-    let absent = SessionToken::generate();
+    let absent = SessionToken::generate(&OsRandomness);
     c.bench_function("session lookup, SQLite", |b| {
         b.iter(|| {
             runtime

@@ -7,8 +7,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use std::time::Duration;
+
+use async_trait::async_trait;
+
 use crate::store::{Store, StoreResult};
-use crate::time::Timestamp;
+use crate::time::{TimeSource, Timestamp};
 
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
@@ -36,5 +40,16 @@ impl Clock {
 
     pub fn offset_ms(&self) -> i64 {
         self.offset_ms.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl TimeSource for Clock {
+    fn now(&self) -> Timestamp {
+        Clock::now(self)
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
     }
 }

@@ -112,7 +112,8 @@ impl Server {
         }
         let hasher =
             PasswordHasher::with_queue(config.argon2, config.hash_workers, config.hash_queue)?;
-        let service = SessionService::new(store.clone(), hasher, config.policy.clone());
+        let service = SessionService::new(store.clone(), hasher, config.policy.clone())
+            .with_time(Arc::new(clock.clone()));
         let listener =
             TcpListener::bind(config.listen)
                 .await

@@ -1,11 +1,23 @@
 //! Time as the domain and the stores see it: milliseconds since the Unix epoch.
 //!
-//! The domain never reads the clock; callers pass `now`, so expiry and lockout rules are tested
-//! with an injected time. Integers keep both database backends identical and comparisons exact.
+//! The domain's rules never read the clock; callers pass `now`, so expiry and lockout rules are
+//! tested with an injected time. Integers keep both database backends identical and comparisons
+//! exact. Where the domain must wait or measure a duration, it asks a [`TimeSource`] it was
+//! handed.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+use async_trait::async_trait;
+
+/// A clock handed to the domain, to wait by and to measure how long a request has taken.
+#[async_trait]
+pub trait TimeSource: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+    async fn sleep(&self, duration: Duration);
+}
+
+/// The default is the epoch: before anything this service records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {

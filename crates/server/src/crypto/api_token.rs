@@ -4,10 +4,12 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
+use super::Randomness;
+
 /// Random material stored beside an API token's digest.
-pub fn new_api_token_seed() -> Vec<u8> {
+pub fn new_api_token_seed(rng: &dyn Randomness) -> Vec<u8> {
     let mut seed = vec![0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    rng.fill(&mut seed);
     seed
 }
 
@@ -30,11 +32,12 @@ pub fn derive_api_token(client_secret: &SecretString, client_id: &str, seed: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::OsRandomness;
 
     #[test]
     fn same_inputs_same_token_any_change_another() {
         let secret = SecretString::from("s3cret");
-        let seed = new_api_token_seed();
+        let seed = new_api_token_seed(&OsRandomness);
         let a = derive_api_token(&secret, "c1", &seed);
         assert_eq!(a, derive_api_token(&secret, "c1", &seed));
         assert_ne!(
@@ -42,7 +45,10 @@ mod tests {
             derive_api_token(&SecretString::from("other"), "c1", &seed)
         );
         assert_ne!(a, derive_api_token(&secret, "c2", &seed));
-        assert_ne!(a, derive_api_token(&secret, "c1", &new_api_token_seed()));
+        assert_ne!(
+            a,
+            derive_api_token(&secret, "c1", &new_api_token_seed(&OsRandomness))
+        );
         assert_eq!(a.len(), 43);
     }
 }

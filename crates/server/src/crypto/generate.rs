@@ -2,6 +2,8 @@ use rand::Rng as _;
 use rand::distributions::Alphanumeric;
 use secrecy::SecretString;
 
+use super::random::{Draw, Randomness};
+
 /// Length of a server-generated password: 22 characters of [A-Za-z0-9] carry about 131 bits.
 pub const GENERATED_PASSWORD_LEN: usize = 22;
 
@@ -9,9 +11,9 @@ pub const GENERATED_PASSWORD_LEN: usize = 22;
 ///
 /// Classes are enforced by rejection (redrawing the whole password) rather than by placing
 /// characters, which would make the positions predictable.
-pub fn generate_password() -> SecretString {
+pub fn generate_password(rng: &dyn Randomness) -> SecretString {
     loop {
-        let candidate = random_alphanumeric(GENERATED_PASSWORD_LEN);
+        let candidate = random_alphanumeric(rng, GENERATED_PASSWORD_LEN);
         let has = |f: fn(&char) -> bool| candidate.chars().any(|c| f(&c));
         if has(char::is_ascii_uppercase)
             && has(char::is_ascii_lowercase)
@@ -23,12 +25,12 @@ pub fn generate_password() -> SecretString {
 }
 
 /// A new OAuth client secret (32 alphanumerics, about 190 bits).
-pub fn generate_client_secret() -> SecretString {
-    SecretString::from(random_alphanumeric(32))
+pub fn generate_client_secret(rng: &dyn Randomness) -> SecretString {
+    SecretString::from(random_alphanumeric(rng, 32))
 }
 
-fn random_alphanumeric(len: usize) -> String {
-    rand::rngs::OsRng
+fn random_alphanumeric(rng: &dyn Randomness, len: usize) -> String {
+    Draw(rng)
         .sample_iter(&Alphanumeric)
         .take(len)
         .map(char::from)
@@ -40,11 +42,12 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+    use crate::crypto::OsRandomness;
 
     #[test]
     fn passwords_have_the_promised_shape() {
         for _ in 0..200 {
-            let p = generate_password();
+            let p = generate_password(&OsRandomness);
             let p = p.expose_secret();
             assert_eq!(p.len(), GENERATED_PASSWORD_LEN);
             assert!(p.chars().all(|c| c.is_ascii_alphanumeric()));
@@ -53,8 +56,8 @@ mod tests {
             assert!(p.chars().any(|c| c.is_ascii_digit()));
         }
         assert_ne!(
-            generate_password().expose_secret(),
-            generate_password().expose_secret()
+            generate_password(&OsRandomness).expose_secret(),
+            generate_password(&OsRandomness).expose_secret()
         );
     }
 }

@@ -41,9 +41,9 @@ impl IdempotencySeal {
         mac.finalize().into_bytes().to_vec()
     }
 
-    pub fn seal(&self, answer: &SecretString) -> Vec<u8> {
+    pub fn seal(&self, rng: &dyn super::Randomness, answer: &SecretString) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        rng.fill(&mut nonce);
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.key));
         let mut sealed = nonce.to_vec();
         // Encrypting a short in-memory buffer with a valid key and nonce cannot fail.
@@ -78,14 +78,21 @@ mod tests {
 
     #[test]
     fn only_the_same_session_and_key_open_the_answer() {
-        let session = SessionToken::generate();
+        let session = SessionToken::generate(&crate::crypto::OsRandomness);
         let seal = IdempotencySeal::new(&session, "alice", "k1");
-        let sealed = seal.seal(&SecretString::from("NewPassw0rd"));
+        let sealed = seal.seal(
+            &crate::crypto::OsRandomness,
+            &SecretString::from("NewPassw0rd"),
+        );
         assert!(!sealed.windows(11).any(|w| w == b"NewPassw0rd"));
         assert_eq!(seal.open(&sealed).unwrap().expose_secret(), "NewPassw0rd");
         let other_key = IdempotencySeal::new(&session, "alice", "k2");
         assert!(other_key.open(&sealed).is_none());
-        let other_session = IdempotencySeal::new(&SessionToken::generate(), "alice", "k1");
+        let other_session = IdempotencySeal::new(
+            &SessionToken::generate(&crate::crypto::OsRandomness),
+            "alice",
+            "k1",
+        );
         assert!(other_session.open(&sealed).is_none());
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;

@@ -38,7 +38,7 @@ pub fn digest(text: &str) -> TokenDigest {
     TokenDigest(Sha256::digest(text.as_bytes()).into())
 }
 
-/// A `VZ-M2M-Token`: 128 random bits from the OS, as a lowercase GUID.
+/// A `VZ-M2M-Token`: 128 random bits, as a lowercase GUID.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionToken(String);
 
@@ -50,9 +50,9 @@ pub enum SessionTokenError {
 
 impl SessionToken {
     /// A fresh token. All 128 bits are random (not a v4 UUID, which fixes 6 of them).
-    pub fn generate() -> Self {
+    pub fn generate(rng: &dyn super::Randomness) -> Self {
         let mut bytes = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        rng.fill(&mut bytes);
         Self(uuid::Uuid::from_bytes(bytes).hyphenated().to_string())
     }
 
@@ -87,8 +87,8 @@ mod tests {
 
     #[test]
     fn generated_tokens_are_lowercase_guids_and_distinct() {
-        let a = SessionToken::generate();
-        let b = SessionToken::generate();
+        let a = SessionToken::generate(&crate::crypto::OsRandomness);
+        let b = SessionToken::generate(&crate::crypto::OsRandomness);
         assert_ne!(a, b);
         assert_eq!(a.expose().len(), 36);
         assert_eq!(a.expose(), a.expose().to_lowercase());
@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_token() {
-        let t = SessionToken::generate();
+        let t = SessionToken::generate(&crate::crypto::OsRandomness);
         assert!(!format!("{t:?}").contains(t.expose()));
         assert!(!format!("{:?}", t.digest()).contains(&hex::encode(t.digest().0)));
     }

@@ -2,11 +2,14 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::attempts::CounterRules;
 use super::audit::{self, AuditEvent, AuditOutcome, Entry};
 use super::password_policy::check_password;
 use super::username::{refuse_look_alike, resolve_username, validate_new_username};
 use super::{DomainError, normalize_scope};
-use crate::crypto::{PasswordHasher, generate_client_secret, generate_password};
+use crate::crypto::{
+    OsRandomness, PasswordHasher, Randomness, generate_client_secret, generate_password,
+};
 use crate::store::{AuditRecord, ClientRecord, Store, StoreError, UserRecord};
 use crate::time::Timestamp;
 
@@ -15,6 +18,7 @@ use crate::time::Timestamp;
 pub struct Admin {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
+    rng: Arc<dyn Randomness>,
 }
 
 pub struct NewUser {
@@ -63,8 +67,19 @@ pub struct SessionSummary {
 }
 
 impl Admin {
+    /// Administration with the operating system's randomness for generated secrets.
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher) -> Self {
-        Self { store, hasher }
+        Self {
+            store,
+            hasher,
+            rng: Arc::new(OsRandomness),
+        }
+    }
+
+    /// Where generated passwords and client secrets draw their randomness from.
+    pub fn with_randomness(mut self, rng: Arc<dyn Randomness>) -> Self {
+        self.rng = rng;
+        self
     }
 
     /// Creates a user; a given password must pass the password policy.
@@ -77,7 +92,7 @@ impl Admin {
                 (password, None, warnings)
             }
             None => {
-                let generated = generate_password();
+                let generated = generate_password(self.rng.as_ref());
                 (generated.clone(), Some(generated), Vec::new())
             }
         };
@@ -166,7 +181,10 @@ impl Admin {
         validate_client_id(&client.client_id)?;
         let scopes = normalize_scope(&client.scopes.join(" "))
             .map_err(|_| DomainError::InvalidInput("invalid scope".into()))?;
-        let generated = client.secret.is_none().then(generate_client_secret);
+        let generated = client
+            .secret
+            .is_none()
+            .then(|| generate_client_secret(self.rng.as_ref()));
         let secret = client
             .secret
             .or_else(|| generated.clone())
@@ -290,7 +308,7 @@ impl Admin {
 fn conflict_as(e: StoreError, what: String) -> DomainError {
     match e {
         StoreError::Conflict => DomainError::AlreadyExists(what),
-        other => DomainError::Store(other),
+        other => other.into(),
     }
 }
 

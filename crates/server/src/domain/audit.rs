@@ -69,9 +69,6 @@ impl AuditOutcome {
 pub struct RequestContext {
     pub client_id: String,
     pub ip: Option<IpAddr>,
-    /// When the request arrived, on the monotonic clock: with the request's `now` it tells when
-    /// a success was decided (see `SessionStart::success_at`) without reading a wall clock.
-    pub arrived: tokio::time::Instant,
 }
 
 impl RequestContext {
@@ -80,14 +77,7 @@ impl RequestContext {
         Self {
             client_id: client_id.into(),
             ip,
-            arrived: tokio::time::Instant::now(),
         }
-    }
-
-    /// When a success of this request, which arrived at `now`, is decided: `now` plus the time
-    /// it has taken so far. Failures of requests that arrived before this raced the success.
-    pub fn success_at(&self, now: Timestamp) -> Timestamp {
-        now.plus(self.arrived.elapsed())
     }
 }
 

@@ -2,7 +2,8 @@ use crate::crypto::CryptoError;
 use crate::store::StoreError;
 use crate::time::Timestamp;
 
-/// Why a domain operation was refused. The HTTP layer maps each to the contract's answer.
+/// Why a domain operation was refused. The HTTP layer maps each to the contract's answer, and
+/// never needs to know the store's or the hasher's own errors.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
     /// Wrong username or wrong password: one variant, so the two cannot be told apart.
@@ -50,8 +51,39 @@ pub enum DomainError {
     AlreadyExists(String),
     #[error("{0} not found")]
     NotFound(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Crypto(#[from] CryptoError),
+    /// Every password hash is running and the queue is full: shed before anything is written.
+    #[error("the password hasher is at capacity")]
+    Overloaded,
+    /// The database cannot be reached or stayed busy; the caller may try again shortly.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The database failed in a way no caller can act on: a bug, a corrupt file, a failed
+    /// migration. The text is for the operator's log, never for the client.
+    #[error("{0}")]
+    StoreFailed(String),
+    /// Any other fault below the domain (a failed hash, a lost worker); for the log only.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The store's errors in the domain's terms, mapped here once. A conflict the domain expects
+/// (a taken username, a recorded idempotency key) is matched on the store's answer before it
+/// gets here.
+impl From<StoreError> for DomainError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(reason) => Self::Unavailable(reason),
+            StoreError::Conflict => Self::AlreadyExists("the record".into()),
+            backend @ StoreError::Backend(_) => Self::StoreFailed(backend.to_string()),
+        }
+    }
+}
+
+impl From<CryptoError> for DomainError {
+    fn from(e: CryptoError) -> Self {
+        match e {
+            CryptoError::Overloaded => Self::Overloaded,
+            other => Self::Internal(other.to_string()),
+        }
+    }
 }

@@ -1,12 +1,16 @@
 //! Business rules: sessions, lockout, password reset, API tokens, administration.
 //!
-//! Pure logic over a [`Store`](crate::store::Store) and a password hasher. Every function takes
-//! `now`; nothing here reads the clock, touches HTTP or knows which database is underneath.
+//! Rules over a [`Store`](crate::store::Store), a password hasher, a clock and a source of
+//! randomness, all handed in. Every rule takes the request's `now`; the clock is read only to
+//! wait and to measure how long a request has taken. Nothing here touches HTTP or knows which
+//! database is underneath.
 
 mod admin;
+mod attempts;
 mod audit;
 mod error;
 mod idempotency;
+pub mod lockout;
 mod oauth;
 mod password_policy;
 mod policy;
@@ -16,9 +20,12 @@ mod simulator;
 mod username;
 
 pub use admin::{AddedUser, Admin, NewClient, NewUser, SessionSummary, UserStatus};
+pub use attempts::CounterRules;
 pub use audit::{AuditEvent, AuditOutcome, RequestContext};
 pub use error::DomainError;
-pub use oauth::{ClientCredentials, IssuedApiToken, RevokeOutcome, normalize_scope};
+pub use oauth::{
+    AuthenticatedClient, ClientCredentials, IssuedApiToken, RevokeOutcome, normalize_scope,
+};
 pub use password_policy::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, check_password};
 pub use policy::Policy;
 pub use service::{AuthenticatedSession, SessionService};

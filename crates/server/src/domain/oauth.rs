@@ -55,6 +55,20 @@ pub fn normalize_scope(scope: &str) -> Result<Vec<String>, DomainError> {
     Ok(tokens)
 }
 
+/// An OAuth client that proved its secret on this request. It carries the secret it presented,
+/// from which its API token is derived (see `crypto::derive_api_token`), and is made only by
+/// [`SessionService::authenticate_client`].
+pub struct AuthenticatedClient {
+    record: ClientRecord,
+    secret: SecretString,
+}
+
+impl AuthenticatedClient {
+    pub fn client_id(&self) -> &str {
+        &self.record.client_id
+    }
+}
+
 impl SessionService {
     /// Verifies a client's id and secret; unknown clients cost a dummy hash too (and are
     /// created first in simulator mode).
@@ -62,33 +76,38 @@ impl SessionService {
         &self,
         credentials: &ClientCredentials,
         now: Timestamp,
-    ) -> Result<ClientRecord, DomainError> {
+    ) -> Result<AuthenticatedClient, DomainError> {
         self.simulate_client(&credentials.client_id, &credentials.secret, now)
             .await?;
         let client = self.store.find_client(&credentials.client_id).await?;
         let stored = client.as_ref().map(|c| c.secret_hash.as_str());
-        if self.hasher.verify(&credentials.secret, stored).await? {
-            client.ok_or(DomainError::InvalidClient)
-        } else {
-            Err(DomainError::InvalidClient)
+        match client {
+            Some(record) if self.hasher.verify(&credentials.secret, stored).await? => {
+                Ok(AuthenticatedClient {
+                    record,
+                    secret: credentials.secret.clone(),
+                })
+            }
+            _ => Err(DomainError::InvalidClient),
         }
     }
 
     /// Client-credentials grant: the live token for (client, scope), or a new one.
     ///
-    /// `client` comes from [`Self::authenticate_client`] and `secret` is the one it presented.
+    /// The token is derived from the secret `client` presented, so only its holder gets the
+    /// same token back within the hour.
     pub async fn issue_api_token(
         &self,
-        client: &ClientRecord,
-        secret: &SecretString,
+        client: &AuthenticatedClient,
         requested_scope: Option<&str>,
         now: Timestamp,
     ) -> Result<IssuedApiToken, DomainError> {
+        let (secret, client) = (&client.secret, &client.record);
         let scope = grant_scope(client, requested_scope)?;
         // Two rounds at most: the second only when the stored token was derived from a secret
         // the client no longer has, which the first round deletes.
         for _ in 0..2 {
-            let seed = new_api_token_seed();
+            let seed = new_api_token_seed(self.rng.as_ref());
             let candidate_token = derive_api_token(secret, &client.client_id, &seed);
             let candidate = ApiTokenRecord {
                 token_digest: digest(&candidate_token),
@@ -131,9 +150,10 @@ impl SessionService {
     /// RFC 7009 revocation by the token's own client.
     pub async fn revoke_api_token(
         &self,
-        client: &ClientRecord,
+        client: &AuthenticatedClient,
         token: &str,
     ) -> Result<RevokeOutcome, DomainError> {
+        let client = &client.record;
         let token_digest = digest(token);
         let Some(record) = self.store.find_api_token(&token_digest).await? else {
             return Ok(RevokeOutcome::Unknown);

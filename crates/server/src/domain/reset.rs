@@ -4,10 +4,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::audit::{AuditEvent, RequestContext};
 use super::idempotency::validate_key;
+use super::lockout::AttemptOutcome;
 use super::service::AuthenticatedSession;
 use super::{DomainError, SessionService};
 use crate::crypto::{IdempotencySeal, SessionToken, generate_password};
-use crate::store::{AttemptOutcome, IdempotencyRecord, PasswordReset, StoreError};
+use crate::store::{IdempotencyRecord, PasswordReset};
 use crate::time::Timestamp;
 
 impl SessionService {
@@ -119,7 +120,7 @@ impl SessionService {
             .await
         {
             // Another node recorded this key first: its answer is the answer.
-            Err(DomainError::Store(StoreError::Conflict)) => {
+            Err(DomainError::AlreadyExists(_)) => {
                 let again = self
                     .replay(&seal, &fingerprint, &session.username, key, now)
                     .await;
@@ -179,12 +180,13 @@ impl SessionService {
         idempotency: Option<(&IdempotencySeal, IdempotencyRecord)>,
         now: Timestamp,
     ) -> Result<SecretString, DomainError> {
+        let started = self.time.now();
         let attempt = self.reserve_attempt(&session.username, None, now).await?;
         let Some(user) = self.verify_user(&attempt, old_password, now).await? else {
             self.fail_attempt(ctx, &attempt, now).await?;
             return Err(DomainError::OldPasswordMismatch);
         };
-        let new_password = generate_password();
+        let new_password = generate_password(self.rng.as_ref());
         let new_hash = match self.hasher.hash(&new_password).await {
             Ok(hash) => hash,
             Err(e) => {
@@ -198,13 +200,12 @@ impl SessionService {
             expected_hash: user.password_hash,
             new_hash,
             keep_session: session.digest,
-            attempt_id: attempt.id.clone(),
+            counters: self.attempt_succeeded(&attempt, started, now),
             idempotency: idempotency.map(|(seal, mut record)| {
-                record.answer = Some(seal.seal(&new_password));
+                record.answer = Some(seal.seal(self.rng.as_ref(), &new_password));
                 record
             }),
             now,
-            success_at: ctx.success_at(now),
         };
         // The reservation ends inside the reset's transaction: once it commits, nothing can
         // fail this request, so the new password is never lost to a later error.

@@ -1,21 +1,16 @@
 use std::sync::Arc;
-use std::time::Duration;
 
 use secrecy::SecretString;
 
 use super::audit::{self, AuditEvent, AuditOutcome, Entry, RequestContext};
+use super::lockout::AttemptOutcome;
 use super::{DomainError, Policy};
-use crate::crypto::{Admission, PasswordHasher, SessionToken, TokenDigest};
-use crate::store::{
-    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, IpLimit, SessionRecord,
-    SessionStart, Store, StoreError, UserRecord,
+use crate::clock::Clock;
+use crate::crypto::{
+    OsRandomness, PasswordHasher, Randomness, SessionToken, TokenDigest, random_hex,
 };
-use crate::time::Timestamp;
-
-/// A reservation that outlives this is void: covers a crash between reserve and finish.
-const ATTEMPT_RESERVATION_TTL: Duration = Duration::from_secs(30);
-/// Pause between tries while a username's verifications are all in flight.
-const BUSY_RETRY_INTERVAL: Duration = Duration::from_millis(20);
+use crate::store::{SessionRecord, SessionStart, Store, UserRecord};
+use crate::time::{TimeSource, Timestamp};
 
 /// The session operations of the contract, plus the API-token ones in `oauth.rs`.
 #[derive(Clone)]
@@ -23,6 +18,10 @@ pub struct SessionService {
     pub(super) store: Arc<dyn Store>,
     pub(super) hasher: PasswordHasher,
     pub(super) policy: Policy,
+    /// Read only to wait and to measure how long a request took: every rule takes the
+    /// request's `now` instead.
+    pub(super) time: Arc<dyn TimeSource>,
+    pub(super) rng: Arc<dyn Randomness>,
 }
 
 /// A live session, after its token was checked against the presenting OAuth client.
@@ -37,29 +36,52 @@ pub struct AuthenticatedSession {
     pub last_used_at: Timestamp,
 }
 
-/// A granted password verification, to be finished exactly once.
-pub(super) struct Attempt<'a> {
-    pub(super) username: &'a str,
-    pub(super) id: String,
-    /// Its place among the hashes, taken first so that overload is shed before any write.
-    admission: Admission,
-}
-
 impl SessionService {
+    /// A service on this host's clock and the operating system's randomness; see
+    /// [`Self::with_time`] and [`Self::with_randomness`] to hand in others.
     pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, policy: Policy) -> Self {
         Self {
             store,
             hasher,
             policy,
+            time: Arc::new(Clock::default()),
+            rng: Arc::new(OsRandomness),
         }
+    }
+
+    /// The clock to wait and measure by: the server hands in its clock agreed with the
+    /// database, so that a success's time compares with other nodes' requests.
+    pub fn with_time(mut self, time: Arc<dyn TimeSource>) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// Where tokens, generated passwords and identifiers draw their randomness from.
+    pub fn with_randomness(mut self, rng: Arc<dyn Randomness>) -> Self {
+        self.rng = rng;
+        self
     }
 
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
+    /// The store, for what runs beside the service on the same data: administration
+    /// ([`super::Admin`]) and tests. The HTTP layer asks the service instead.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Whether the store answers (and, for SQLite, its write lock can be taken): what
+    /// readiness reports to load balancers.
+    pub async fn ready(&self) -> Result<(), DomainError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Sessions not idle past the timeout at `now`.
+    pub async fn live_sessions(&self, now: Timestamp) -> Result<u64, DomainError> {
+        let since = now.minus(self.policy.session_idle_timeout);
+        Ok(self.store.count_sessions_used_since(since).await?)
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
@@ -96,6 +118,7 @@ impl SessionService {
         password: &SecretString,
         now: Timestamp,
     ) -> Result<SessionToken, DomainError> {
+        let started = self.time.now();
         let username = &super::resolve_username(self.store.as_ref(), username).await?;
         self.simulate_user(username, password, now).await?;
         let ip = self.ip_limit(ctx, now);
@@ -109,18 +132,18 @@ impl SessionService {
             return Err(DomainError::InvalidCredentials);
         };
         self.rehash_if_needed(&user, password).await;
-        let token = SessionToken::generate();
+        let token = SessionToken::generate(self.rng.as_ref());
         let start = SessionStart {
             session: SessionRecord {
                 token_digest: token.digest(),
-                id: new_session_id(),
+                id: self.random_id(8),
                 username: username.to_owned(),
                 client_id: ctx.client_id.clone(),
                 created_at: now,
                 last_used_at: now,
                 account: None,
             },
-            attempt_id: attempt.id.clone(),
+            counters: self.attempt_succeeded(&attempt, started, now),
             keep_sessions: self.policy.max_sessions_per_user,
             audit: Entry {
                 event: AuditEvent::Login,
@@ -130,7 +153,6 @@ impl SessionService {
                 detail: None,
             }
             .record(now),
-            success_at: ctx.success_at(now),
         };
         let revoked = match self.store.start_session(&start).await {
             Ok(revoked) => revoked,
@@ -276,151 +298,6 @@ impl SessionService {
         idle || too_old
     }
 
-    /// Reserves one of the username's `threshold` verifications (and, for a login, one of
-    /// the client address's), waiting (bounded) while all are in flight. Reserving before
-    /// verifying is what keeps parallel guesses within both limits, on one node or many. A
-    /// place among the password hashes is taken first: when the hasher is full the request is
-    /// shed at once, before it writes anything.
-    pub(super) async fn reserve_attempt<'a>(
-        &self,
-        username: &'a str,
-        ip: Option<IpLimit>,
-        now: Timestamp,
-    ) -> Result<Attempt<'a>, DomainError> {
-        let admission = self.hasher.admit()?;
-        let request = AttemptRequest {
-            username: username.to_owned(),
-            attempt_id: uuid::Uuid::new_v4().to_string(),
-            threshold: self.policy.lockout_threshold,
-            ip,
-            now,
-            expires_at: now.plus(ATTEMPT_RESERVATION_TTL),
-        };
-        let deadline = tokio::time::Instant::now() + self.policy.attempt_wait;
-        loop {
-            match self.store.reserve_attempt(&request).await? {
-                AttemptReservation::Granted => {
-                    return Ok(Attempt {
-                        username,
-                        id: request.attempt_id,
-                        admission,
-                    });
-                }
-                AttemptReservation::Locked { until } => return Err(DomainError::Locked { until }),
-                AttemptReservation::Throttled { until } => {
-                    return Err(DomainError::Throttled {
-                        retry_after: now.until(until),
-                    });
-                }
-                AttemptReservation::Busy if tokio::time::Instant::now() >= deadline => {
-                    return Err(DomainError::Busy);
-                }
-                AttemptReservation::Busy => tokio::time::sleep(BUSY_RETRY_INTERVAL).await,
-            }
-        }
-    }
-
-    /// The user if `password` is theirs. Abandons the attempt if the check itself fails.
-    pub(super) async fn verify_user(
-        &self,
-        attempt: &Attempt<'_>,
-        password: &SecretString,
-        now: Timestamp,
-    ) -> Result<Option<UserRecord>, DomainError> {
-        let checked = async {
-            let user = self.store.find_user(attempt.username).await?;
-            let stored = user.as_ref().map(|u| u.password_hash.as_str());
-            let ok = self
-                .hasher
-                .verify_admitted(&attempt.admission, password, stored)
-                .await?;
-            Ok::<_, DomainError>(user.filter(|_| ok))
-        }
-        .await;
-        if checked.is_err() {
-            self.finish_attempt(attempt, AttemptOutcome::Abandoned, now)
-                .await?;
-        }
-        checked
-    }
-
-    pub(super) async fn fail_attempt(
-        &self,
-        ctx: &RequestContext,
-        attempt: &Attempt<'_>,
-        now: Timestamp,
-    ) -> Result<(), DomainError> {
-        let lock_until = self
-            .policy
-            .lockout_duration
-            .map_or(Timestamp::NEVER, |d| now.plus(d));
-        let outcome = AttemptOutcome::Failed { lock_until };
-        if let Some(until) = self.finish_attempt(attempt, outcome, now).await? {
-            metrics::counter!("lockouts_total").increment(1);
-            tracing::warn!(
-                username = attempt.username,
-                until = %until.to_rfc3339(),
-                "username locked after {} consecutive failures",
-                self.policy.lockout_threshold
-            );
-            let detail = format!(
-                "locked until {} ({} s)",
-                until.to_rfc3339(),
-                now.until(until).as_secs()
-            );
-            self.audit(
-                now,
-                AuditEvent::Lock,
-                AuditOutcome::Success,
-                Some(attempt.username),
-                ctx,
-                Some(detail),
-            )
-            .await;
-        }
-        Ok(())
-    }
-
-    pub(super) async fn finish_attempt(
-        &self,
-        attempt: &Attempt<'_>,
-        outcome: AttemptOutcome,
-        now: Timestamp,
-    ) -> Result<Option<Timestamp>, DomainError> {
-        let end = AttemptEnd {
-            username: attempt.username.to_owned(),
-            attempt_id: attempt.id.clone(),
-            threshold: self.policy.lockout_threshold,
-            outcome,
-            now,
-        };
-        Ok(self.store.finish_attempt(&end).await?)
-    }
-
-    /// Refuses an address already at its limit with a read, before any write: a flood from a
-    /// throttled address then costs no write and no wait for the writer.
-    async fn refuse_throttled(&self, ip: &IpLimit, now: Timestamp) -> Result<(), DomainError> {
-        let (failures, oldest) = self.store.ip_failures_since(ip).await?;
-        if failures >= ip.limit {
-            // When the oldest counted failure leaves the window.
-            let until = Timestamp(oldest.map_or(now.0, |t| t.0) + (now.0 - ip.since.0));
-            return Err(DomainError::Throttled {
-                retry_after: now.until(until),
-            });
-        }
-        Ok(())
-    }
-
-    /// The client address's budget of failed logins, when it has one.
-    fn ip_limit(&self, ctx: &RequestContext, now: Timestamp) -> Option<IpLimit> {
-        let limit = self.policy.ip_failure_limit;
-        ctx.ip.filter(|_| limit > 0).map(|ip| IpLimit {
-            ip: ip.to_string(),
-            limit,
-            since: now.minus(self.policy.ip_failure_window),
-        })
-    }
-
     /// Upgrades a hash made with other parameters, after the password was proven. Best effort:
     /// never fails the login, and a concurrent change of the hash wins (compare-and-swap).
     async fn rehash_if_needed(&self, user: &UserRecord, password: &SecretString) {
@@ -455,7 +332,7 @@ impl SessionService {
         ctx: &RequestContext,
         detail: Option<String>,
     ) {
-        if matches!(result, Err(DomainError::Store(StoreError::Unavailable(_)))) {
+        if matches!(result, Err(DomainError::Unavailable(_))) {
             tracing::debug!(
                 event = event.as_str(),
                 "audit line skipped: the store is unavailable"
@@ -464,6 +341,11 @@ impl SessionService {
         }
         let outcome = AuditOutcome::of(result);
         self.audit(now, event, outcome, username, ctx, detail).await;
+    }
+
+    /// A random identifier of `bytes` bytes, as hex: unique, not secret.
+    pub(super) fn random_id(&self, bytes: usize) -> String {
+        random_hex(self.rng.as_ref(), bytes)
     }
 
     pub(super) async fn audit(
@@ -484,11 +366,4 @@ impl SessionService {
         };
         audit::append(self.store.as_ref(), now, entry).await;
     }
-}
-
-/// A random session id for administrators (64 bits, hex).
-fn new_session_id() -> String {
-    let mut bytes = [0u8; 8];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    hex::encode(bytes)
 }

@@ -7,9 +7,7 @@ use m2m_session_model::{
     ConnectivityManagementResult, ErrorCode, GatewayFault, OAuthErrorResponse,
 };
 
-use crate::crypto::CryptoError;
 use crate::domain::DomainError;
-use crate::store::StoreError;
 
 /// Seconds a client should wait after a 503 before trying again.
 const RETRY_AFTER_UNAVAILABLE: u64 = 1;
@@ -125,7 +123,7 @@ impl From<DomainError> for AppError {
                     retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
                 ),
             },
-            DomainError::Busy | DomainError::Crypto(CryptoError::Overloaded) => {
+            DomainError::Busy | DomainError::Overloaded => {
                 super::shed::record(super::shed::Reason::Overloaded);
                 Self::unavailable()
             }
@@ -152,18 +150,15 @@ impl From<DomainError> for AppError {
                 ErrorCode::IdempotencyKeyInvalid,
                 "The Idempotency-Key must be 1 to 255 printable ASCII characters.",
             ),
-            DomainError::Store(e) => {
+            DomainError::Unavailable(reason) => {
                 metrics::counter!("store_errors_total").increment(1);
-                match e {
-                    StoreError::Unavailable(reason) => {
-                        tracing::warn!(%reason, "store unavailable");
-                        Self::unavailable()
-                    }
-                    other => {
-                        tracing::error!(error = %other, "store failed");
-                        Self::internal()
-                    }
-                }
+                tracing::warn!(%reason, "store unavailable");
+                Self::unavailable()
+            }
+            DomainError::StoreFailed(error) => {
+                metrics::counter!("store_errors_total").increment(1);
+                tracing::error!(%error, "store failed");
+                Self::internal()
             }
             other => {
                 tracing::error!(error = %other, "request failed unexpectedly");

@@ -15,11 +15,6 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppErr
         super::shed::record(super::shed::Reason::Draining);
         return Err(AppError::unavailable());
     }
-    state
-        .service
-        .store()
-        .ping()
-        .await
-        .map_err(|e| AppError::from(crate::domain::DomainError::Store(e)))?;
+    state.service.ready().await?;
     Ok(Json(json!({"status": "ready"})))
 }

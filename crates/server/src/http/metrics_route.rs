@@ -41,14 +41,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         )
             .into_response();
     };
-    let now = state.clock.now();
-    let idle_since = now.minus(state.service.policy().session_idle_timeout);
-    match state
-        .service
-        .store()
-        .count_sessions_used_since(idle_since)
-        .await
-    {
+    match state.service.live_sessions(state.clock.now()).await {
         Ok(n) => metrics::gauge!("active_sessions").set(n as f64),
         Err(e) => tracing::warn!(error = %e, "counting active sessions for /metrics failed"),
     }

@@ -10,15 +10,14 @@ use secrecy::{ExposeSecret, SecretString};
 use super::extract::{media_type, read_limited};
 use super::parse;
 use super::{AppError, AppState};
-use crate::domain::{ClientCredentials, RevokeOutcome};
-use crate::store::ClientRecord;
+use crate::domain::{AuthenticatedClient, ClientCredentials, RevokeOutcome};
 
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TokenResponse>, AppError> {
-    let (client, credentials) = authenticate(&state, &headers).await?;
+    let client = authenticate(&state, &headers).await?;
     let form = read_form(&state, &headers, body).await?;
     match form.get("grant_type") {
         None => {
@@ -35,12 +34,7 @@ pub async fn token(
     }
     let issued = state
         .service
-        .issue_api_token(
-            &client,
-            &credentials.secret,
-            form.get("scope"),
-            state.clock.now(),
-        )
+        .issue_api_token(&client, form.get("scope"), state.clock.now())
         .await?;
     Ok(Json(TokenResponse {
         access_token: issued.access_token.expose_secret().to_owned(),
@@ -55,14 +49,14 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    let (client, _) = authenticate(&state, &headers).await?;
+    let client = authenticate(&state, &headers).await?;
     let form = read_form(&state, &headers, body).await?;
     let token = form
         .get("token")
         .ok_or_else(|| invalid_request("token is required."))?;
     let outcome = state.service.revoke_api_token(&client, token).await?;
     if outcome == RevokeOutcome::Revoked {
-        tracing::info!(client_id = %client.client_id, "API token revoked");
+        tracing::info!(client_id = client.client_id(), "API token revoked");
     }
     Ok(Json(serde_json::json!({})))
 }
@@ -70,13 +64,12 @@ pub async fn revoke(
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<(ClientRecord, ClientCredentials), AppError> {
+) -> Result<AuthenticatedClient, AppError> {
     let credentials = basic_credentials(headers).ok_or_else(AppError::invalid_client)?;
-    let client = state
+    Ok(state
         .service
         .authenticate_client(&credentials, state.clock.now())
-        .await?;
-    Ok((client, credentials))
+        .await?)
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<ClientCredentials> {

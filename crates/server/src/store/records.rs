@@ -1,5 +1,6 @@
 use std::fmt;
 
+use super::CountersChange;
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
 
@@ -81,18 +82,13 @@ pub struct SessionRecord {
 #[derive(Debug, Clone)]
 pub struct SessionStart {
     pub session: SessionRecord,
-    /// The verification reservation the login ends; its success clears the failure count.
-    pub attempt_id: String,
+    /// The login's success on the username's counters (see `domain/lockout.rs`): ends its
+    /// reservation, clears the count and forgives what raced it.
+    pub counters: CountersChange,
     /// Keep at most this many of the user's newest sessions, the new one included.
     pub keep_sessions: Option<u32>,
     /// The login's audit line, written with the session.
     pub audit: AuditRecord,
-    /// When the success was decided, in the clock of the requests' `now`. Failures of requests
-    /// that arrived before it do not count: they raced the success (a fleet's workers still
-    /// presenting a password a parallel reset replaced, or checks that waited behind it), and
-    /// must not lock out the user who just proved the password. Kept as the most recent such
-    /// time on the username's counter.
-    pub success_at: Timestamp,
 }
 
 /// One password reset, applied atomically by [`super::Store::reset_password`].
@@ -102,14 +98,12 @@ pub struct PasswordReset {
     pub expected_hash: String,
     pub new_hash: String,
     pub keep_session: TokenDigest,
-    /// The verification reservation this reset ends, in the same transaction.
-    pub attempt_id: String,
+    /// The reset's success on the username's counters, in the same transaction.
+    pub counters: CountersChange,
     /// Recorded in the same transaction when the request carried an `Idempotency-Key`; a
     /// record already there for (user, key) fails the whole reset with `Conflict`.
     pub idempotency: Option<IdempotencyRecord>,
     pub now: Timestamp,
-    /// See [`SessionStart::success_at`].
-    pub success_at: Timestamp,
 }
 
 /// What an idempotent reset leaves behind for its repeats.
@@ -142,71 +136,6 @@ impl fmt::Debug for PasswordReset {
             .field("now", &self.now)
             .finish_non_exhaustive()
     }
-}
-
-/// Asks for one password verification for `username`.
-#[derive(Debug, Clone)]
-pub struct AttemptRequest {
-    pub username: String,
-    pub attempt_id: String,
-    /// Failures plus verifications in flight may not exceed this.
-    pub threshold: u32,
-    /// For a login: the client address's own budget, checked and reserved in the same step.
-    pub ip: Option<IpLimit>,
-    pub now: Timestamp,
-    /// When the reservation lapses if it is never finished (crash, cancelled request).
-    pub expires_at: Timestamp,
-}
-
-/// At most `limit` failed logins from `ip` within any window's length. Failures logged after
-/// `since` plus verifications in flight from the address may not reach `limit`, so no burst,
-/// parallel or split over nodes, is verified past it.
-#[derive(Debug, Clone)]
-pub struct IpLimit {
-    pub ip: String,
-    pub limit: u32,
-    /// The start of the window that ends now.
-    pub since: Timestamp,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptReservation {
-    Granted,
-    Locked {
-        until: Timestamp,
-    },
-    /// The client address has reached its limit; its oldest counted failure leaves the window
-    /// at `until`.
-    Throttled {
-        until: Timestamp,
-    },
-    /// `threshold` verifications are already counted or running, for the username or the
-    /// address; try again shortly.
-    Busy,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    /// Adds a failure (unless the request arrived before the user's latest success, see
-    /// [`SessionStart::success_at`]); locks until
-    /// `lock_until` when the count reaches the threshold. A login's failure is also logged
-    /// against its client address.
-    Failed { lock_until: Timestamp },
-    /// Neither counts nor clears: the verification could not be completed.
-    Abandoned,
-}
-
-/// Ends a reservation made with [`AttemptRequest`] other than by success, which ends it with
-/// the session it starts ([`super::Store::start_session`]) or the reset it applies.
-#[derive(Debug, Clone)]
-pub struct AttemptEnd {
-    pub username: String,
-    pub attempt_id: String,
-    pub threshold: u32,
-    pub outcome: AttemptOutcome,
-    /// When the request arrived: its failure does not count if a success of the user was
-    /// decided after that.
-    pub now: Timestamp,
 }
 
 /// One line of the audit log. Never holds a password or a token.

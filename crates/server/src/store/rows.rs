@@ -5,8 +5,8 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
 use super::{
-    ApiTokenRecord, AuditRecord, ClientRecord, IdempotencyRecord, LockoutRecord, SessionRecord,
-    UserRecord,
+    AddressCounters, ApiTokenRecord, AuditRecord, ClientRecord, IdempotencyRecord, LockoutRecord,
+    SessionRecord, UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
@@ -138,4 +138,13 @@ pub(super) fn idempotency(row: &impl Columns) -> Result<IdempotencyRecord, sqlx:
         answer: row.opt_bytes("answer")?,
         created_at: ts(row, "created_at")?,
     })
+}
+
+/// An address's failures in its window as counted by the database, and the oldest of them.
+pub(super) fn address_failures(n: i64, oldest: Option<i64>) -> AddressCounters {
+    AddressCounters {
+        failures: count(n),
+        oldest_failure: oldest.map(Timestamp),
+        in_flight: 0,
+    }
 }

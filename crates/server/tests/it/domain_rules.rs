@@ -1,7 +1,7 @@
 //! The business rules, driven through the domain with an injected clock: a 20-minute expiry
 //! test takes microseconds.
 
-use m2m_session_server::crypto::SessionToken;
+use m2m_session_server::crypto::{OsRandomness, SessionToken};
 use m2m_session_server::domain::{Admin, DomainError, Policy, RequestContext, SessionService};
 use m2m_session_server::time::Timestamp;
 
@@ -120,7 +120,7 @@ async fn sessions_are_bound_to_their_oauth_client() {
 #[tokio::test]
 async fn never_issued_tokens_are_expired() {
     let (_dir, svc) = service(Policy::default()).await;
-    let never = SessionToken::generate();
+    let never = SessionToken::generate(&OsRandomness);
     assert!(matches!(
         svc.authenticate_session(CLIENT_ID, &never, T0).await,
         Err(DomainError::SessionExpired)

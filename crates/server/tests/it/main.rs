@@ -1,6 +1,7 @@
 //! Integration tests of the server crate: one binary, one module per concern.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod conformance;
 mod connections;
 mod domain_rules;
 mod http_contract;
@@ -17,7 +18,6 @@ mod request_ids;
 mod security;
 mod simulator;
 mod sqlite_batches;
-mod store_conformance;
 mod support;
 mod tls;
 mod usernames;

@@ -224,15 +224,9 @@ async fn api_tokens_expire_after_an_hour_and_expires_in_counts_down() {
         secret: secret(CLIENT_SECRET),
     };
     let client = svc.authenticate_client(&creds, T0).await.unwrap();
-    let first = svc
-        .issue_api_token(&client, &creds.secret, None, T0)
-        .await
-        .unwrap();
+    let first = svc.issue_api_token(&client, None, T0).await.unwrap();
     let later: Timestamp = T0.plus(mins(40));
-    let same = svc
-        .issue_api_token(&client, &creds.secret, None, later)
-        .await
-        .unwrap();
+    let same = svc.issue_api_token(&client, None, later).await.unwrap();
     use secrecy::ExposeSecret;
     assert_eq!(
         first.access_token.expose_secret(),
@@ -248,7 +242,7 @@ async fn api_tokens_expire_after_an_hour_and_expires_in_counts_down() {
     let after_hour = T0.plus(mins(60));
     assert!(svc.authenticate_api_token(token, after_hour).await.is_err());
     let fresh = svc
-        .issue_api_token(&client, &creds.secret, None, after_hour)
+        .issue_api_token(&client, None, after_hour)
         .await
         .unwrap();
     assert_ne!(fresh.access_token.expose_secret(), token);

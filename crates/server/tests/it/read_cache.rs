@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2m_session_server::crypto::{SessionToken, digest};
-use m2m_session_server::store::{ApiTokenRecord, SessionRecord, SqliteStore, Store, StoreSettings};
+use m2m_session_server::crypto::{OsRandomness, SessionToken, digest};
+use m2m_session_server::store::{
+    ApiTokenRecord, ClientStore, SessionRecord, SessionStore, SqliteStore, StoreSettings, UserStore,
+};
 
 use crate::support::*;
 
@@ -22,7 +24,7 @@ async fn seeded(store: &SqliteStore) {
 }
 
 async fn new_session(store: &SqliteStore, username: &str) -> SessionRecord {
-    let token = SessionToken::generate();
+    let token = SessionToken::generate(&OsRandomness);
     let record = SessionRecord {
         token_digest: token.digest(),
         id: token.expose()[..16].to_owned(),

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use m2m_session_server::crypto::SessionToken;
-use m2m_session_server::store::{
-    AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, AuditRecord, SessionRecord,
-    SessionStart,
+use m2m_session_server::crypto::{OsRandomness, SessionToken};
+use m2m_session_server::domain::CounterRules;
+use m2m_session_server::domain::lockout::{
+    self, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation,
 };
+use m2m_session_server::store::{AuditRecord, SessionRecord, SessionStart};
 
 use crate::support::*;
 
@@ -24,7 +25,7 @@ fn request(id: &str) -> AttemptRequest {
 }
 
 fn start(id: &str) -> SessionStart {
-    let token = SessionToken::generate();
+    let token = SessionToken::generate(&OsRandomness);
     SessionStart {
         session: SessionRecord {
             token_digest: token.digest(),
@@ -35,7 +36,7 @@ fn start(id: &str) -> SessionStart {
             last_used_at: T0,
             account: None,
         },
-        attempt_id: id.into(),
+        counters: lockout::succeeded("ann", id, T0, T0),
         keep_sessions: Some(3),
         audit: AuditRecord {
             time: T0,
@@ -46,7 +47,6 @@ fn start(id: &str) -> SessionStart {
             ip: None,
             detail: None,
         },
-        success_at: T0,
     }
 }
 
@@ -85,5 +85,6 @@ fn abandon(id: &str) -> AttemptEnd {
         threshold: 5,
         outcome: AttemptOutcome::Abandoned,
         now: T0,
+        ip: None,
     }
 }

@@ -16,9 +16,9 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Connection, Execute, Sqlite, Transaction};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
-use super::sqlite::{SqliteQuery, map_err};
-use super::sqlite_cache::{Invalidation, ReadCache};
-use super::{StoreError, StoreResult};
+use super::cache::{Invalidation, ReadCache};
+use super::sql::{SqliteQuery, map_err};
+use crate::store::{StoreError, StoreResult};
 
 #[derive(Debug)]
 pub(super) struct Writer {
@@ -129,12 +129,38 @@ impl<'a> Write<'a> {
             batch.sql().starts_with("BEGIN IMMEDIATE;") && batch.sql().ends_with("COMMIT;"),
             "a batch transaction must begin and end itself"
         );
+        self.run(batch, true).await
+    }
+
+    /// Runs a batch that begins a transaction (`BEGIN IMMEDIATE;` first) and leaves it open
+    /// for [`Self::commit_batch`]: a read, a decision in Rust, then the write, in one
+    /// transaction and two round trips. Dropped before the commit, the transaction is rolled
+    /// back at the next write.
+    pub(super) async fn open_batch(
+        &mut self,
+        batch: SqliteQuery<'_>,
+    ) -> StoreResult<Vec<SqliteRow>> {
+        debug_assert!(batch.sql().starts_with("BEGIN IMMEDIATE;"));
+        self.run(batch, false).await
+    }
+
+    /// Ends the transaction [`Self::open_batch`] began with a batch that ends in `COMMIT;`.
+    pub(super) async fn commit_batch(&mut self, batch: SqliteQuery<'_>) -> StoreResult<()> {
+        debug_assert!(batch.sql().ends_with("COMMIT;"));
+        self.run(batch, true).await.map(drop)
+    }
+
+    /// Runs a batch inside a transaction of its own, which is unfinished until a batch that
+    /// `ends` it has succeeded; any failure rolls it back.
+    async fn run(&mut self, batch: SqliteQuery<'_>, ends: bool) -> StoreResult<Vec<SqliteRow>> {
         self.writer.unfinished.store(true, Ordering::Release);
         let rows = batch.fetch_all(&mut *self.conn).await;
         if rows.is_err() {
             rollback(&mut self.conn).await;
         }
-        self.writer.unfinished.store(false, Ordering::Release);
+        if rows.is_err() || ends {
+            self.writer.unfinished.store(false, Ordering::Release);
+        }
         rows.map_err(map_err)
     }
 

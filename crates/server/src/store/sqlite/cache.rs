@@ -27,8 +27,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{ApiTokenRecord, SessionRecord};
 use crate::crypto::TokenDigest;
+use crate::store::{ApiTokenRecord, SessionRecord};
 
 /// Two copies of the 48-byte WAL-index header (sqlite.org/walformat.html, section 2.1).
 const HEADER: usize = 48;

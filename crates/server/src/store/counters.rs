@@ -1,0 +1,102 @@
+//! What the lockout rules read and write, and nothing of the rules themselves: they are the
+//! domain's (`domain/lockout.rs`), written once for both backends. A backend's one duty here is
+//! atomicity: while a request holds a username's counters ([`super::CounterStore::lock_counters`]),
+//! no other request, on this node or another, reads or changes them, so the domain can decide
+//! the next state from what it read and have exactly that written.
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::time::Timestamp;
+
+/// Whose counters a request locks: a username's and, for a login, its client address's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterKey {
+    pub username: String,
+    pub address: Option<AddressWindow>,
+    /// Reservations that lapsed by then are not counted as in flight.
+    pub now: Timestamp,
+}
+
+/// A client address and the start of the window of its failures that still count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressWindow {
+    pub ip: String,
+    pub since: Timestamp,
+}
+
+/// A username's counters as stored, read under its lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Consecutive failures counted since the last success, unlock or ended lock.
+    pub failures: u32,
+    /// Stored as written: a lock that has ended is still here until the next change.
+    pub locked_until: Option<Timestamp>,
+    /// Failures of requests that arrived before this do not count (the latest success or
+    /// unlock); the epoch when there was none.
+    pub forgiven_before: Timestamp,
+    /// Verifications reserved and neither finished nor lapsed.
+    pub in_flight: u32,
+    /// The client address's counters, when the key named one.
+    pub address: Option<AddressCounters>,
+}
+
+/// A client address's failures within its window, and its verifications in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddressCounters {
+    pub failures: u32,
+    /// The oldest failure in the window: when it leaves, the address gets one more try.
+    pub oldest_failure: Option<Timestamp>,
+    pub in_flight: u32,
+}
+
+/// A new consecutive-failure count and lock for a username.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub failures: u32,
+    pub locked_until: Option<Timestamp>,
+}
+
+/// What the domain decided to write. Every part is optional; a backend writes the parts that
+/// are set, in one transaction, and decides nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CountersChange {
+    pub username: String,
+    /// Replaces the count and lock.
+    pub count: Option<Count>,
+    /// Raises `forgiven_before` to this (never lowers it).
+    pub forgive_before: Option<Timestamp>,
+    /// Records a verification in flight.
+    pub reserve: Option<NewReservation>,
+    /// Ends the verification with this id.
+    pub release: Option<String>,
+    /// Logs one failure against this client address, at `at`.
+    pub address_failure: Option<String>,
+    /// When the change is made: the counter's last update, and the address failure's time.
+    pub at: Timestamp,
+}
+
+impl CountersChange {
+    /// Whether the username's counter row is written.
+    pub fn touches_counter(&self) -> bool {
+        self.count.is_some() || self.forgive_before.is_some()
+    }
+}
+
+/// A verification in flight, counted against the username and its client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReservation {
+    pub attempt_id: String,
+    pub ip: Option<String>,
+    /// When it lapses if never finished (a crash, a cancelled request).
+    pub expires_at: Timestamp,
+}
+
+/// A username's counters, held: nobody else reads or changes them until this is applied or
+/// dropped. Dropping it changes nothing.
+#[async_trait]
+pub trait LockedCounters: Send {
+    fn counters(&self) -> &Counters;
+    /// Writes `change` and lets the next request in.
+    async fn apply(self: Box<Self>, change: &CountersChange) -> StoreResult<()>;
+}

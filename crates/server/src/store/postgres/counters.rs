@@ -1,0 +1,234 @@
+//! Failed-login counters in PostgreSQL. The hold is a transaction-scoped advisory lock per
+//! username (and, for a login, per client address, always taken after the username's): every
+//! request that changes a username's counters, on any node, takes it first, reads, has the
+//! domain decide, writes and commits.
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::store::{
+    AddressCounters, AddressWindow, CounterKey, CounterStore, Counters, CountersChange,
+    LockedCounters,
+};
+
+/// Serialises work on one username across every node, until the transaction ends.
+pub(super) async fn lock_username(
+    tx: &mut Transaction<'static, Postgres>,
+    username: &str,
+) -> StoreResult<()> {
+    advisory_lock(tx, username, 0).await
+}
+
+/// Seeds of the advisory lock keys: apart, so that a username, an address and an idempotency
+/// key (seed 1, `idempotency.rs`) never share a lock.
+async fn advisory_lock(
+    tx: &mut Transaction<'static, Postgres>,
+    name: &str,
+    seed: i64,
+) -> StoreResult<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))")
+        .bind(name)
+        .bind(seed)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+        .map_err(map_err)
+}
+
+/// Writes the parts of `change` that are set; decides nothing.
+pub(super) async fn apply_change(
+    tx: &mut Transaction<'static, Postgres>,
+    change: &CountersChange,
+) -> StoreResult<()> {
+    if let Some(attempt_id) = &change.release {
+        sqlx::query("DELETE FROM login_attempts WHERE attempt_id = $1")
+            .bind(attempt_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
+    if let Some(reserve) = &change.reserve {
+        sqlx::query(
+            "INSERT INTO login_attempts (attempt_id, username, expires_at, ip)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&reserve.attempt_id)
+        .bind(&change.username)
+        .bind(reserve.expires_at.0)
+        .bind(reserve.ip.as_deref())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    }
+    if let Some(ip) = &change.address_failure {
+        sqlx::query("INSERT INTO ip_failure_log (ip, at) VALUES ($1, $2)")
+            .bind(ip)
+            .bind(change.at.0)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
+    if change.touches_counter() {
+        let count = change.count;
+        sqlx::query(
+            "INSERT INTO login_failures
+               (username, failures, locked_until, updated_at, forgiven_before)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (username) DO UPDATE
+               SET failures = CASE WHEN $6 THEN excluded.failures
+                                   ELSE login_failures.failures END,
+                   locked_until = CASE WHEN $6 THEN excluded.locked_until
+                                       ELSE login_failures.locked_until END,
+                   updated_at = excluded.updated_at,
+                   forgiven_before = GREATEST(login_failures.forgiven_before,
+                                              excluded.forgiven_before)",
+        )
+        .bind(&change.username)
+        .bind(count.map_or(0, |c| i64::from(c.failures)))
+        .bind(count.and_then(|c| c.locked_until).map(|t| t.0))
+        .bind(change.at.0)
+        .bind(change.forgive_before.map_or(0, |t| t.0))
+        .bind(count.is_some())
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// The counters as read, with the transaction that holds their locks.
+struct Held {
+    tx: Transaction<'static, Postgres>,
+    counters: Counters,
+}
+
+#[async_trait]
+impl LockedCounters for Held {
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    async fn apply(mut self: Box<Self>, change: &CountersChange) -> StoreResult<()> {
+        apply_change(&mut self.tx, change).await?;
+        self.tx.commit().await.map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl CounterStore for PostgresStore {
+    async fn lock_counters<'a>(
+        &'a self,
+        key: &CounterKey,
+    ) -> StoreResult<Box<dyn LockedCounters + 'a>> {
+        let mut tx = self.begin().await?;
+        lock_username(&mut tx, &key.username).await?;
+        let address = key.address.as_ref();
+        if let Some(address) = address {
+            advisory_lock(&mut tx, &address.ip, 2).await?;
+        }
+        // One statement, one snapshot: a failure finishing meanwhile on another node moves
+        // from the reservations to the log without being missed by both counts.
+        let (failures, locked_until, forgiven_before, in_flight, ip_failures, oldest, ip_in_flight): (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            i64,
+            i64,
+            Option<i64>,
+            i64,
+        ) = sqlx::query_as(
+            "SELECT f.failures, f.locked_until, f.forgiven_before,
+                    (SELECT COUNT(*) FROM login_attempts WHERE username = $1 AND expires_at > $2),
+                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = $3 AND at > $4),
+                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = $3 AND at > $4),
+                    (SELECT COUNT(*) FROM login_attempts WHERE ip = $3 AND expires_at > $2)
+             FROM (SELECT 1) AS one LEFT JOIN login_failures f ON f.username = $1",
+        )
+        .bind(&key.username)
+        .bind(key.now.0)
+        .bind(address.map(|a| a.ip.as_str()))
+        .bind(address.map_or(0, |a| a.since.0))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let counters = Counters {
+            failures: rows::count(failures.unwrap_or(0)),
+            locked_until: locked_until.map(Timestamp),
+            forgiven_before: Timestamp(forgiven_before.unwrap_or(0)),
+            in_flight: rows::count(in_flight),
+            address: address.map(|_| AddressCounters {
+                in_flight: rows::count(ip_in_flight),
+                ..rows::address_failures(ip_failures, oldest)
+            }),
+        };
+        Ok(Box::new(Held { tx, counters }))
+    }
+
+    async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>> {
+        sqlx::query(
+            "SELECT * FROM login_failures
+             WHERE username = $1 AND (failures > 0 OR locked_until IS NOT NULL)",
+        )
+        .bind(username)
+        .try_map(|r: PgRow| rows::lockout(&r))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {
+        sqlx::query(
+            "SELECT * FROM login_failures
+             WHERE failures > 0 OR locked_until IS NOT NULL ORDER BY username",
+        )
+        .try_map(|r: PgRow| rows::lockout(&r))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn address_failures(&self, window: &AddressWindow) -> StoreResult<AddressCounters> {
+        sqlx::query_as::<_, (i64, Option<i64>)>(
+            "SELECT COUNT(*), MIN(at) FROM ip_failure_log WHERE ip = $1 AND at > $2",
+        )
+        .bind(&window.ip)
+        .bind(window.since.0)
+        .fetch_one(&self.pool)
+        .await
+        .map(|(n, oldest)| rows::address_failures(n, oldest))
+        .map_err(map_err)
+    }
+
+    async fn purge_counters(
+        &self,
+        unknown_failures_before: Timestamp,
+        ip_failures_until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u64> {
+        let failures = sqlx::query(
+            "DELETE FROM login_failures
+             WHERE updated_at < $1
+               AND (locked_until IS NULL OR locked_until <= $2)
+               AND username NOT IN (SELECT username FROM users)",
+        )
+        .bind(unknown_failures_before.0)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        let windows = sqlx::query("DELETE FROM ip_failure_log WHERE at <= $1")
+            .bind(ip_failures_until.0)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        let reservations = sqlx::query("DELETE FROM login_attempts WHERE expires_at <= $1")
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        Ok(failures + windows + reservations)
+    }
+}

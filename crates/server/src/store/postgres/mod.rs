@@ -1,0 +1,121 @@
+//! PostgreSQL backend, for several server nodes sharing one database.
+//!
+//! Every rule that must hold across nodes is enforced by the database: uniqueness by
+//! constraints, the lockout reservation by a per-username transaction-scoped advisory lock, the
+//! one-token-per-hour rule by an upsert. `synchronous_commit=on` makes every acknowledged
+//! write durable before it returns.
+
+mod audit;
+mod clients;
+mod counters;
+mod idempotency;
+mod sessions;
+mod users;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Transaction};
+
+use self::counters::{apply_change, lock_username};
+use super::rows;
+use super::{
+    ApiTokenRecord, AuditRecord, ClientRecord, IdempotencyClaim, IdempotencyRecord, LockoutRecord,
+    PasswordReset, SessionRecord, SessionStart, Store, StoreError, StoreResult, StoreSettings,
+    UserRecord,
+};
+use crate::crypto::TokenDigest;
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Connections that hold idempotency claims, apart from `pool`: a claim holds its
+    /// connection for the whole reset, which needs connections of its own, so sharing one
+    /// pool could starve the resets of the very claims that wait for them.
+    claims: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and applies the embedded migrations (under sqlx's advisory lock).
+    pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("m2m-session")
+            .options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options.clone())
+            .await
+            .map_err(map_err)?;
+        // Every reset with a key holds one for its whole run (two password hashes), so as many
+        // as the main pool; opened on first use, as nodes without keyed resets need none.
+        let claims = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options);
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        Ok(Self { pool, claims })
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(map_err)
+    }
+}
+
+pub(super) fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // Connection exceptions, shutdowns, too many connections, serialization failures
+            // and deadlocks: the database is (momentarily) unable, not the request wrong.
+            let transient = code.starts_with("08")
+                || code.starts_with("57P")
+                || matches!(code.as_ref(), "53300" | "40001" | "40P01" | "55P03");
+            if transient {
+                StoreError::Unavailable(e.to_string())
+            } else {
+                StoreError::Backend(e.to_string())
+            }
+        }
+        // A connection cut mid-message surfaces as a protocol error.
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(map_err)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn db_now(&self) -> StoreResult<Timestamp> {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map(Timestamp)
+        .map_err(map_err)
+    }
+}

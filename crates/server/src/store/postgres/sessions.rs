@@ -1,0 +1,144 @@
+//! Sessions in PostgreSQL. A login holds the username's lock while it applies its success to
+//! the counters, so that a failure recorded meanwhile reads the success's forgiveness.
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::store::SessionStore;
+use sqlx::Executor;
+
+use super::audit::insert_audit;
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        insert_session(&self.pool, session).await
+    }
+
+    async fn start_session(&self, start: &SessionStart) -> StoreResult<u64> {
+        let username = start.session.username.as_str();
+        let mut tx = self.begin().await?;
+        lock_username(&mut tx, username).await?;
+        apply_change(&mut tx, &start.counters).await?;
+        insert_session(&mut *tx, &start.session).await?;
+        let revoked = match start.keep_sessions {
+            Some(keep) => sqlx::query(
+                "DELETE FROM sessions WHERE username = $1 AND token_hash NOT IN (
+                    SELECT token_hash FROM sessions WHERE username = $1
+                    ORDER BY created_at DESC, id DESC LIMIT $2)",
+            )
+            .bind(username)
+            .bind(i64::from(keep))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected(),
+            None => 0,
+        };
+        insert_audit(&mut *tx, &start.audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(revoked)
+    }
+
+    async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
+        sqlx::query(
+            "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username
+             WHERE s.token_hash = $1",
+        )
+        .bind(digest.as_bytes())
+        .try_map(|r: PgRow| rows::session(&r))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool> {
+        sqlx::query(
+            "UPDATE sessions SET last_used_at = GREATEST(last_used_at, $1) WHERE token_hash = $2",
+        )
+        .bind(now.0)
+        .bind(digest.as_bytes())
+        .execute(&self.pool)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(map_err)
+    }
+
+    async fn delete_session(&self, digest: &TokenDigest) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(digest.as_bytes())
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
+            .map_err(map_err)
+    }
+
+    async fn purge_sessions_idle_since(&self, cutoff: Timestamp) -> StoreResult<u64> {
+        sqlx::query("DELETE FROM sessions WHERE last_used_at < $1")
+            .bind(cutoff.0)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(map_err)
+    }
+
+    async fn count_sessions_used_since(&self, since: Timestamp) -> StoreResult<u64> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions WHERE last_used_at >= $1")
+            .bind(since.0)
+            .fetch_one(&self.pool)
+            .await
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(map_err)
+    }
+
+    async fn list_sessions(&self, username: Option<&str>) -> StoreResult<Vec<SessionRecord>> {
+        sqlx::query(
+            "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username
+             WHERE ($1::text IS NULL OR s.username = $1)
+             ORDER BY s.created_at, s.id",
+        )
+        .bind(username)
+        .try_map(|r: PgRow| rows::session(&r))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn delete_user_sessions(&self, username: &str) -> StoreResult<u64> {
+        sqlx::query("DELETE FROM sessions WHERE username = $1")
+            .bind(username)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(map_err)
+    }
+
+    async fn delete_session_by_id(&self, id: &str) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
+            .map_err(map_err)
+    }
+}
+
+pub(super) async fn insert_session<'e>(
+    executor: impl Executor<'e, Database = Postgres>,
+    session: &SessionRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(session.token_digest.as_bytes())
+    .bind(&session.id)
+    .bind(&session.username)
+    .bind(&session.client_id)
+    .bind(session.created_at.0)
+    .bind(session.last_used_at.0)
+    .execute(executor)
+    .await
+    .map(drop)
+    .map_err(map_err)
+}

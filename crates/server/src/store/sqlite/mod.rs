@@ -1,0 +1,207 @@
+//! SQLite backend: one writer connection, a few readers, WAL with `synchronous=FULL`.
+//!
+//! SQLite allows one writer at a time; funnelling writes through a single connection (as lldap
+//! does) turns lock contention into an in-process queue, and `BEGIN IMMEDIATE` plus a busy
+//! timeout handles the other processes (the admin CLI) that write to the same file.
+//! `synchronous=FULL` makes every commit durable before it returns, so an acknowledged logout or
+//! reset survives a power cut as well as a crash.
+
+#[macro_use]
+mod sql;
+mod audit;
+mod cache;
+mod clients;
+mod counters;
+mod idempotency;
+mod sessions;
+mod users;
+mod writer;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteQueryResult, SqliteRow,
+};
+use sqlx::{Connection, Row};
+
+use self::cache::{Invalidation, Lookup, ReadCache, Ticket};
+use self::sql::{SqliteQuery, bind_audit, bind_change, bind_session, map_err};
+use self::writer::{Write, Writer};
+use super::claim::InMemoryClaims;
+use super::rows;
+use super::{
+    ApiTokenRecord, AuditRecord, ClientRecord, IdempotencyClaim, IdempotencyRecord, LockoutRecord,
+    PasswordReset, SessionRecord, SessionStart, Store, StoreError, StoreResult, StoreSettings,
+    UserRecord,
+};
+use crate::crypto::TokenDigest;
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: Arc<Writer>,
+    readers: SqlitePool,
+    cache: Arc<ReadCache>,
+    /// Idempotency claims: in this process, as one process serves a SQLite file.
+    claims: InMemoryClaims,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`, `sqlite:path` or a
+    /// plain path) and applies the embedded migrations.
+    pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<Self> {
+        let options = parse_url(url)?;
+        let in_memory = options.get_filename().as_os_str().is_empty()
+            || options
+                .get_filename()
+                .to_string_lossy()
+                .contains(":memory:");
+        let path = (!in_memory).then(|| options.get_filename().to_owned());
+        let base = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+            // Another process's write lock is waited for as long as a pool connection is:
+            // one setting bounds how long a request can wait before it is answered 503.
+            .busy_timeout(settings.acquire_timeout)
+            .foreign_keys(true);
+        let mut writer = SqliteConnection::connect_with(&base)
+            .await
+            .map_err(map_err)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut writer)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        let writer = Arc::new(Writer::new(writer, settings.acquire_timeout));
+        // No ping before each use: an embedded connection cannot have been dropped by a peer,
+        // and the ping is a round trip to the connection's worker thread.
+        let readers = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(false)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(map_err)?;
+        // After connecting: the `-shm` file exists once a connection is in WAL mode.
+        let cache = Arc::new(ReadCache::new(path.as_deref()));
+        Ok(Self {
+            writer,
+            readers,
+            cache,
+            claims: InMemoryClaims::default(),
+        })
+    }
+
+    /// Whether the read cache holds the session or API token with this digest; for tests.
+    pub fn caches(&self, digest: &TokenDigest) -> bool {
+        self.cache.holds(digest)
+    }
+
+    /// Answers from the cache on a hit; otherwise reads the database (the query is built only
+    /// then: a hit must cost no query, argument or boxed future), fills the cache when that is
+    /// safe, and has the cache validated if it noticed a change.
+    async fn read_through<T, F>(
+        &self,
+        lookup: Lookup<T>,
+        fetch: impl FnOnce() -> F,
+        fill: impl FnOnce(&ReadCache, Ticket, &T),
+    ) -> StoreResult<Option<T>>
+    where
+        F: Future<Output = Result<Option<T>, sqlx::Error>>,
+    {
+        let ticket = match lookup {
+            Lookup::Hit(record) => return Ok(Some(record)),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let found = fetch().await.map_err(map_err)?;
+        if let Some(record) = &found {
+            fill(&self.cache, ticket, record);
+        }
+        if ticket.needs_validation {
+            self.spawn_cache_validation();
+        }
+        Ok(found)
+    }
+
+    /// Validates the cache in the background: the request that noticed a change has already
+    /// been answered from the database, and must not wait for the writer connection.
+    fn spawn_cache_validation(&self) {
+        let store = self.clone();
+        tokio::spawn(async move { store.validate_cache().await });
+    }
+
+    /// Proves the cache consistent with the database as it is now (see `sqlite_cache`).
+    async fn validate_cache(&self) {
+        let Some(_validating) = self.cache.try_begin_validation() else {
+            return;
+        };
+        if let Ok(write) = self.write(None).await {
+            write.done(Ok(())).await.ok();
+        }
+    }
+
+    /// One statement on the writer connection, a transaction of its own (see [`Write`]).
+    async fn write_one<'a>(
+        &'a self,
+        invalidation: Option<Invalidation<'a>>,
+        statement: SqliteQuery<'_>,
+    ) -> StoreResult<SqliteQueryResult> {
+        let mut write = self.write(invalidation).await?;
+        let result = statement.execute(write.conn()).await.map_err(map_err);
+        write.done(result).await
+    }
+
+    /// Takes the writer connection for one write, which drops `invalidation`'s cache entries
+    /// when it ends (see [`Write`]).
+    async fn write<'a>(&'a self, invalidation: Option<Invalidation<'a>>) -> StoreResult<Write<'a>> {
+        Write::new(&self.writer, invalidation, &self.cache).await
+    }
+}
+
+fn parse_url(url: &str) -> StoreResult<SqliteConnectOptions> {
+    let bad = |e: sqlx::Error| StoreError::Backend(format!("invalid SQLite URL {url:?}: {e}"));
+    if url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(url).map_err(bad)
+    } else {
+        Ok(SqliteConnectOptions::new().filename(url))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.readers)
+            .await
+            .map(drop)
+            .map_err(map_err)?;
+        let writer = self.writer.clone();
+        tokio::spawn(async move { writer.probe().await })
+            .await
+            .map_err(|e| StoreError::Backend(format!("write probe failed: {e}")))?
+    }
+
+    /// An embedded database's clock is this process's clock.
+    async fn db_now(&self) -> StoreResult<Timestamp> {
+        Ok(Timestamp::now())
+    }
+
+    /// Checkpoints the WAL into the main file and closes every connection.
+    async fn close(&self) {
+        if let Some(mut writer) = self.writer.take().await {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut writer)
+                .await
+            {
+                tracing::warn!(error = %e, "WAL checkpoint at close failed");
+            }
+            if let Err(e) = writer.close().await {
+                tracing::warn!(error = %e, "closing the writer connection failed");
+            }
+        }
+        self.readers.close().await;
+    }
+}

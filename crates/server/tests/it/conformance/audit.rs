@@ -1,0 +1,31 @@
+//! The audit log.
+
+use super::*;
+
+pub async fn audit_records_round_trip_and_filter(store: Arc<dyn Store>) {
+    let record = |t: i64, user: &str| AuditRecord {
+        time: Timestamp(t),
+        event: "login".into(),
+        outcome: "invalid_credentials".into(),
+        username: Some(user.into()),
+        client_id: Some("c1".into()),
+        ip: Some("192.0.2.1".into()),
+        detail: None,
+    };
+    for (t, u) in [(1, "a"), (2, "b"), (3, "a")] {
+        store.append_audit(&record(t, u)).await.unwrap();
+    }
+    assert_eq!(store.list_audit(None, None).await.unwrap().len(), 3);
+    assert_eq!(
+        store.list_audit(Some("a"), None).await.unwrap(),
+        vec![record(1, "a"), record(3, "a")]
+    );
+    assert_eq!(
+        store
+            .list_audit(None, Some(Timestamp(2)))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
