@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use m2m_session_server::crypto::Argon2Settings;
-use m2m_session_server::testing::PgTestDatabase;
 use m2m_session_server::{Server, ServerConfig};
+use m2m_session_testkit::PgTestDatabase;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio::sync::oneshot;

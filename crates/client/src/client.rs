@@ -130,7 +130,8 @@ impl Client {
             .build()
     }
 
-    /// The seeds' `SessionManagementController`.
+    /// The session operations under the names the official ThingSpace SDKs give them (their
+    /// `SessionManagementController`).
     pub fn session_management(&self) -> SessionManagementController {
         SessionManagementController::new(self.clone())
     }

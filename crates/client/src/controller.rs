@@ -14,7 +14,8 @@ const RESET: &str = "/m2m/v1/session/password/actions/reset";
 /// Beside `/api`, at the server's root.
 const VERIFY: &str = "/auth/verify";
 
-/// The seeds' `SessionManagementController`: the three session operations, same names.
+/// The three session operations, under the names of the official ThingSpace SDKs'
+/// `SessionManagementController` (TypeScript and C#), so code ported from them reads the same.
 ///
 /// Get one from [`Client::session_management`].
 #[derive(Debug, Clone)]

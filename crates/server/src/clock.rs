@@ -14,12 +14,14 @@ use async_trait::async_trait;
 use crate::store::{Store, StoreResult};
 use crate::time::{TimeSource, Timestamp};
 
+/// A clock agreed with the database's; cheap to clone (the offset is shared).
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
     offset_ms: Arc<AtomicI64>,
 }
 
 impl Clock {
+    /// This host's wall clock plus the measured offset to the database's.
     pub fn now(&self) -> Timestamp {
         Timestamp(
             Timestamp::now()
@@ -38,6 +40,7 @@ impl Clock {
         Ok(offset)
     }
 
+    /// The last measured offset to the database's clock, in milliseconds.
     pub fn offset_ms(&self) -> i64 {
         self.offset_ms.load(Ordering::Relaxed)
     }

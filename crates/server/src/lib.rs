@@ -4,6 +4,8 @@
 //! `now` passed in) → [`store`] (one trait, one module per database) and [`crypto`] (argon2id,
 //! tokens, digests). [`Server`] wires them to a listener.
 
+#![warn(missing_docs)]
+
 pub mod clock;
 pub mod crypto;
 pub mod domain;
@@ -12,7 +14,6 @@ pub mod listener;
 mod server;
 pub mod store;
 pub mod telemetry;
-pub mod testing;
 pub mod time;
 pub mod tls;
 

@@ -20,19 +20,25 @@ const CLOCK_SYNC_INTERVAL: Duration = Duration::from_secs(30);
 /// Everything `serve` needs, already merged from flags, environment and file.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Where the session API is served.
     pub listen: SocketAddr,
     /// Where `/metrics` is served instead of on `listen` (e.g. a port only the scraper reaches).
     pub metrics_listen: Option<SocketAddr>,
     /// Serve HTTPS on `listen` with these files.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// The database URL (`sqlite://...` or `postgres://...`); never logged unredacted.
     pub database: String,
+    /// Pool sizes and waits.
     pub store: StoreSettings,
+    /// Timeouts, limits and lockout rules.
     pub policy: Policy,
+    /// Cost of password hashes made from now on (older hashes are upgraded at login).
     pub argon2: Argon2Settings,
     /// Concurrent argon2 computations; 0 means one per CPU.
     pub hash_workers: usize,
     /// Hashes that may wait for a worker before logins are shed with 503; 0 = 16 per worker.
     pub hash_queue: usize,
+    /// Largest request body accepted, in bytes.
     pub body_limit: usize,
     /// Timeouts, buffer bound and cap of client connections.
     pub connections: ConnectionLimits,
@@ -66,17 +72,24 @@ impl Default for ServerConfig {
     }
 }
 
+/// Why the server did not start; each names the part that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The database could not be opened or migrated.
     #[error("cannot open database: {0}")]
     Store(#[from] StoreError),
+    /// The argon2 settings were refused.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
 }
@@ -147,6 +160,7 @@ impl Server {
         Ok(server)
     }
 
+    /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 /// A clock handed to the domain, to wait by and to measure how long a request has taken.
 #[async_trait]
 pub trait TimeSource: Send + Sync + 'static {
+    /// The time now, as this clock tells it.
     fn now(&self) -> Timestamp;
+    /// Returns after `duration`.
     async fn sleep(&self, duration: Duration);
 }
 
@@ -29,6 +31,7 @@ impl Timestamp {
         Self::from_system_time(SystemTime::now())
     }
 
+    /// A `SystemTime` in milliseconds; times before the epoch are clamped to it.
     pub fn from_system_time(t: SystemTime) -> Self {
         let millis = t
             .duration_since(UNIX_EPOCH)
@@ -36,15 +39,18 @@ impl Timestamp {
         Self(millis)
     }
 
+    /// Milliseconds since the Unix epoch.
     pub fn millis(self) -> i64 {
         self.0
     }
 
+    /// This time plus `d`, saturating.
     #[must_use]
     pub fn plus(self, d: Duration) -> Self {
         Self(self.0.saturating_add(duration_millis(d)))
     }
 
+    /// This time minus `d`, saturating.
     #[must_use]
     pub fn minus(self, d: Duration) -> Self {
         Self(self.0.saturating_sub(duration_millis(d)))

@@ -11,14 +11,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// PEM files: the certificate chain (leaf first) and its private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
+    /// PEM certificate chain.
     pub cert: PathBuf,
+    /// PEM private key.
     pub key: PathBuf,
 }
 
+/// Why the certificate or key could not be loaded, naming the file.
 #[derive(Debug, thiserror::Error)]
 #[error("TLS: {0}")]
 pub struct TlsError(String);
 
+/// Reads the certificate and key into a server configuration.
 pub fn load(files: &TlsFiles) -> Result<RustlsConfig, TlsError> {
     let read_err = |path: &Path, e: &dyn std::fmt::Display| {
         TlsError(format!("cannot read {}: {e}", path.display()))

@@ -3,7 +3,7 @@
 
 use std::thread;
 
-use m2m_session_server::testing::PgTestDatabase;
+use m2m_session_testkit::PgTestDatabase;
 use reqwest::blocking::Client;
 use serde_json::Value;
 

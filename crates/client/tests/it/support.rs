@@ -13,7 +13,7 @@ use m2m_session_server::store;
 use m2m_session_server::time::Timestamp;
 use secrecy::SecretString;
 
-pub use m2m_session_server::testing::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
+pub use m2m_session_testkit::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
 
 /// The real router on 127.0.0.1:0 over a real SQLite file, counting requests per path.
 pub struct CountingServer {
@@ -25,7 +25,7 @@ pub struct CountingServer {
 
 impl CountingServer {
     pub async fn start(policy: Policy) -> Self {
-        Self::start_with(policy, m2m_session_server::testing::cheap_hasher()).await
+        Self::start_with(policy, m2m_session_testkit::cheap_hasher()).await
     }
 
     /// With a hasher of the test's choosing, e.g. slow enough to keep a reset running.
@@ -35,7 +35,7 @@ impl CountingServer {
         let store = store::open(&url, &store::StoreSettings::default())
             .await
             .unwrap();
-        m2m_session_server::testing::seed(store.clone(), Timestamp::now()).await;
+        m2m_session_testkit::seed(store.clone(), Timestamp::now()).await;
         let service = SessionService::new(store, hasher, policy);
         let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let statuses: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();

@@ -22,6 +22,7 @@ pub struct IdempotencySeal {
 }
 
 impl IdempotencySeal {
+    /// Keys for one (session, user, idempotency key): a seal made for one of them opens for no other.
     pub fn new(session: &SessionToken, username: &str, idempotency_key: &str) -> Self {
         let mut mac = hmac(session.expose().as_bytes());
         mac.update(b"m2m-session idempotency v1\0");
@@ -41,6 +42,7 @@ impl IdempotencySeal {
         mac.finalize().into_bytes().to_vec()
     }
 
+    /// Encrypts an answer for the idempotency record, under a fresh nonce from `rng`.
     pub fn seal(&self, rng: &dyn super::Randomness, answer: &SecretString) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill(&mut nonce);

@@ -13,8 +13,11 @@ use tokio::sync::Semaphore;
 /// Cost parameters of argon2id; the defaults are OWASP's recommended minimum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Argon2Settings {
+    /// Memory per hash, in KiB: the cost that makes guessing expensive on GPUs.
     pub memory_kib: u32,
+    /// Passes over that memory.
     pub iterations: u32,
+    /// Lanes per hash.
     pub parallelism: u32,
 }
 
@@ -37,12 +40,16 @@ impl Argon2Settings {
     };
 }
 
+/// Why hashing or verifying a password failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
+    /// The argon2 parameters were refused.
     #[error("invalid argon2 parameters: {0}")]
     Params(String),
+    /// Hashing itself failed (an unusable stored hash, for one).
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// The worker thread that computes hashes went away.
     #[error("hashing worker stopped unexpectedly")]
     Worker,
     /// More hashes are waiting than the queue allows: shed, rather than queue without limit.

@@ -5,6 +5,7 @@ use rand::RngCore;
 
 /// A source of random bytes fit for secrets.
 pub trait Randomness: Send + Sync + 'static {
+    /// Fills `bytes` with random bytes; never fails (an entropy failure aborts).
     fn fill(&self, bytes: &mut [u8]);
 }
 

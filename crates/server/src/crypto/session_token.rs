@@ -8,10 +8,12 @@ use subtle::ConstantTimeEq;
 pub struct TokenDigest(pub [u8; 32]);
 
 impl TokenDigest {
+    /// The 32 bytes of the digest, as stored.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
+    /// A digest read back from the store; `None` unless exactly 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
         <[u8; 32]>::try_from(bytes).ok().map(Self)
     }
@@ -42,8 +44,10 @@ pub fn digest(text: &str) -> TokenDigest {
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionToken(String);
 
+/// Why header text is not a session token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionTokenError {
+    /// Not the 8-4-4-4-12 GUID form.
     #[error("session token is not a GUID")]
     NotAGuid,
 }
@@ -70,6 +74,7 @@ impl SessionToken {
         &self.0
     }
 
+    /// What the store keeps and looks up instead of the token.
     pub fn digest(&self) -> TokenDigest {
         digest(&self.0)
     }

@@ -21,8 +21,11 @@ pub struct Admin {
     rng: Arc<dyn Randomness>,
 }
 
+/// A user to create with [`Admin::add_user`].
 pub struct NewUser {
+    /// Validated and normalised (NFC); look-alikes of existing names are refused.
     pub username: String,
+    /// The ThingSpace account the user belongs to, returned with sessions.
     pub account: Option<String>,
     /// `None` generates one, which is returned once.
     pub password: Option<SecretString>,
@@ -36,19 +39,26 @@ pub struct AddedUser {
     pub warnings: Vec<String>,
 }
 
+/// An OAuth client to register with [`Admin::add_client`].
 pub struct NewClient {
+    /// Printable ASCII without spaces, at most 128 characters: it travels in Basic headers.
     pub client_id: String,
     /// `None` generates one, which is returned once.
     pub secret: Option<SecretString>,
+    /// Scopes it may ask for; empty allows any requested scope.
     pub scopes: Vec<String>,
 }
 
 /// A user as `user list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserStatus {
+    /// The username as stored.
     pub username: String,
+    /// The user's account, if any.
     pub account: Option<String>,
+    /// When the user was created.
     pub created_at: Timestamp,
+    /// Failures counted towards the lock (zero once a lock has ended).
     pub failures: u32,
     /// Set only while the lock is in force.
     pub locked_until: Option<Timestamp>,
@@ -57,12 +67,17 @@ pub struct UserStatus {
 /// A session as `session list` shows it: never the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSummary {
+    /// The session's administrator id (never the token).
     pub id: String,
     /// First 8 hex digits of the token's SHA-256.
     pub token_sha256_prefix: String,
+    /// Whose session it is.
     pub username: String,
+    /// The OAuth client it was started for.
     pub client_id: String,
+    /// When it was started.
     pub created_at: Timestamp,
+    /// Its last use as stored (writes are coalesced, see `Policy::touch_granularity`).
     pub last_used_at: Timestamp,
 }
 
@@ -114,6 +129,7 @@ impl Admin {
         })
     }
 
+    /// Every user with the state of their lock at `now`.
     pub async fn list_users(&self, now: Timestamp) -> Result<Vec<UserStatus>, DomainError> {
         let users = self.store.list_users().await?;
         let lockouts = self.store.list_lockouts().await?;
@@ -156,6 +172,7 @@ impl Admin {
         }
     }
 
+    /// Removes a user with their sessions and counters; audited.
     pub async fn remove_user(&self, username: &str, now: Timestamp) -> Result<(), DomainError> {
         let username = &resolve_username(self.store.as_ref(), username).await?;
         if self.store.remove_user(username).await? {
@@ -214,10 +231,12 @@ impl Admin {
         Ok(generated)
     }
 
+    /// Every registered OAuth client (secrets are stored hashed and never shown).
     pub async fn list_clients(&self) -> Result<Vec<ClientRecord>, DomainError> {
         Ok(self.store.list_clients().await?)
     }
 
+    /// Removes a client with its API tokens and sessions; audited.
     pub async fn remove_client(&self, client_id: &str, now: Timestamp) -> Result<(), DomainError> {
         if self.store.remove_client(client_id).await? {
             let detail = format!("client {client_id:?} removed with its tokens and sessions");
@@ -228,6 +247,7 @@ impl Admin {
         }
     }
 
+    /// Sessions, all or one user's, oldest first, as administrators see them.
     pub async fn list_sessions(
         &self,
         username: Option<&str>,
@@ -270,6 +290,7 @@ impl Admin {
         Ok(n)
     }
 
+    /// Ends one session by its administrator id; audited.
     pub async fn revoke_session(&self, id: &str, now: Timestamp) -> Result<(), DomainError> {
         if self.store.delete_session_by_id(id).await? {
             self.audit(
@@ -285,6 +306,7 @@ impl Admin {
         }
     }
 
+    /// The audit log, optionally for one username and from a time on.
     pub async fn audit_log(
         &self,
         username: Option<&str>,

@@ -6,18 +6,27 @@ use super::DomainError;
 use crate::store::{AuditRecord, Store};
 use crate::time::Timestamp;
 
+/// What an audit line records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditEvent {
+    /// A login, successful or not.
     Login,
+    /// A logout.
     Logout,
+    /// A password reset.
     Reset,
+    /// A username locked by failures.
     Lock,
+    /// A lock ended by an administrator.
     Unlock,
+    /// Sessions ended by the per-user cap or an administrator.
     Revoke,
+    /// Any other administrative change (users, clients).
     Admin,
 }
 
 impl AuditEvent {
+    /// The name stored in the audit log.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Login => "login",
@@ -31,16 +40,23 @@ impl AuditEvent {
     }
 }
 
+/// How an audited operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditOutcome {
+    /// It did what was asked.
     Success,
+    /// Wrong username, password or old password.
     InvalidCredentials,
+    /// Refused: the username is locked.
     Locked,
+    /// Refused: the client address has too many failures.
     Throttled,
+    /// Anything else (an expired session, a store fault).
     Error,
 }
 
 impl AuditOutcome {
+    /// The name stored in the audit log.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Success => "success",
@@ -51,6 +67,7 @@ impl AuditOutcome {
         }
     }
 
+    /// The outcome an operation's result is audited as.
     pub fn of<T>(result: &Result<T, DomainError>) -> Self {
         match result {
             Ok(_) => Self::Success,
@@ -67,7 +84,9 @@ impl AuditOutcome {
 /// Who is asking: the OAuth client and the client IP, for the audit log and the IP throttle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestContext {
+    /// The OAuth client that made the request.
     pub client_id: String,
+    /// The client's address, as the trusted proxies report it.
     pub ip: Option<IpAddr>,
 }
 

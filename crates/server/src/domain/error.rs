@@ -10,16 +10,24 @@ pub enum DomainError {
     #[error("invalid credentials")]
     InvalidCredentials,
     #[error("user is locked until {}", until.to_rfc3339())]
-    Locked { until: Timestamp },
+    /// Too many consecutive failures; refused until the lock ends.
+    Locked {
+        /// When the lock ends ([`Timestamp::NEVER`] for a permanent lock).
+        until: Timestamp,
+    },
     /// Too many failed logins from the client's IP.
     #[error("too many failed logins from this address; retry after {retry_after:?}")]
-    Throttled { retry_after: std::time::Duration },
+    Throttled {
+        /// How long until the address's oldest counted failure leaves its window.
+        retry_after: std::time::Duration,
+    },
     /// Verifications for this username are already running at the threshold; try again soon.
     #[error("too many attempts in flight for this username")]
     Busy,
     /// Any well-formed session token that is not a live session of this client.
     #[error("session token expired")]
     SessionExpired,
+    /// The old password of a reset is wrong; counts as a failed login.
     #[error("old password does not match")]
     OldPasswordMismatch,
     /// A reset with this idempotency key is still running.
@@ -40,15 +48,19 @@ pub enum DomainError {
     /// OAuth client unknown or secret wrong.
     #[error("invalid client credentials")]
     InvalidClient,
+    /// A scope the client may not ask for.
     #[error("scope not allowed for this client")]
     InvalidScope,
     /// The token to revoke belongs to another client.
     #[error("token belongs to another client")]
     UnauthorizedClient,
+    /// Input the domain refuses, with the reason.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A user or client of that name exists already.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// No user, client or session of that name.
     #[error("{0} not found")]
     NotFound(String),
     /// Every password hash is running and the queue is full: shed before anything is written.

@@ -34,12 +34,15 @@ use crate::time::Timestamp;
 /// Asks for one password verification for `username`.
 #[derive(Debug, Clone)]
 pub struct AttemptRequest {
+    /// The username as given (after NFC normalisation).
     pub username: String,
+    /// Unique per attempt: how the reservation is found again to end it.
     pub attempt_id: String,
     /// Failures plus verifications in flight may not exceed this.
     pub threshold: u32,
     /// For a login: the client address's own budget, checked and reserved in the same step.
     pub ip: Option<IpLimit>,
+    /// When the request arrived.
     pub now: Timestamp,
     /// When the reservation lapses if it is never finished (crash, cancelled request).
     pub expires_at: Timestamp,
@@ -50,7 +53,9 @@ pub struct AttemptRequest {
 /// parallel or split over nodes, is verified past it.
 #[derive(Debug, Clone)]
 pub struct IpLimit {
+    /// The client address, as text.
     pub ip: String,
+    /// Failures allowed within the window.
     pub limit: u32,
     /// The start of the window that ends now.
     pub since: Timestamp,
@@ -59,13 +64,17 @@ pub struct IpLimit {
 /// The answer to an [`AttemptRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptReservation {
+    /// The verification may run.
     Granted,
+    /// The username is locked.
     Locked {
+        /// When the lock ends ([`Timestamp::NEVER`] for a permanent lock).
         until: Timestamp,
     },
     /// The client address has reached its limit; its oldest counted failure leaves the window
     /// at `until`.
     Throttled {
+        /// When the address gets its next try.
         until: Timestamp,
     },
     /// `threshold` verifications are already counted or running, for the username or the
@@ -80,7 +89,10 @@ pub enum AttemptOutcome {
     /// Adds a failure, unless the request arrived before the user's latest success; locks
     /// until `lock_until` when the count reaches the threshold. A login's failure is also
     /// logged against its client address.
-    Failed { lock_until: Timestamp },
+    Failed {
+        /// When the lock this failure starts would end.
+        lock_until: Timestamp,
+    },
     /// Neither counts nor clears: the verification could not be completed.
     Abandoned,
 }
@@ -88,9 +100,13 @@ pub enum AttemptOutcome {
 /// Ends a reservation made with an [`AttemptRequest`].
 #[derive(Debug, Clone)]
 pub struct AttemptEnd {
+    /// The username the reservation was made for.
     pub username: String,
+    /// The reservation's id.
     pub attempt_id: String,
+    /// Failures that lock the username.
     pub threshold: u32,
+    /// How the verification ended.
     pub outcome: AttemptOutcome,
     /// When the request arrived: its failure does not count if a success of the user was
     /// decided after that.
@@ -111,6 +127,7 @@ impl AttemptRequest {
 }
 
 impl IpLimit {
+    /// The address and the start of its window, as the store reads them.
     pub fn window(&self) -> AddressWindow {
         AddressWindow {
             ip: self.ip.clone(),

@@ -11,7 +11,9 @@ use crate::time::Timestamp;
 /// What a client presents in its `Authorization: Basic` header.
 #[derive(Clone)]
 pub struct ClientCredentials {
+    /// The client's id.
     pub client_id: String,
+    /// The secret it presented; only ever compared with the stored hash.
     pub secret: SecretString,
 }
 
@@ -26,14 +28,18 @@ impl fmt::Debug for ClientCredentials {
 /// An API token as handed to its client.
 #[derive(Debug)]
 pub struct IssuedApiToken {
+    /// The bearer token, to be handed to its client and nowhere else.
     pub access_token: SecretString,
     /// Remaining lifetime: the same token asked for again later has less left.
     pub expires_in: Duration,
+    /// The granted scope, normalised (sorted, space-separated).
     pub scope: String,
 }
 
+/// What RFC 7009 revocation found; both answer 200, as the RFC asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevokeOutcome {
+    /// The client's own live token was revoked.
     Revoked,
     /// RFC 7009: unknown and already revoked tokens are not an error.
     Unknown,
@@ -64,6 +70,7 @@ pub struct AuthenticatedClient {
 }
 
 impl AuthenticatedClient {
+    /// The client's id.
     pub fn client_id(&self) -> &str {
         &self.record.client_id
     }

@@ -8,9 +8,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::DomainError;
 
+/// Shorter passwords are refused.
 pub const MIN_PASSWORD_LEN: usize = 8;
 /// Below this a password is accepted with a warning.
 pub const RECOMMENDED_PASSWORD_LEN: usize = 15;
+/// Longer passwords are refused: argon2's cost should not be the caller's to choose.
 pub const MAX_PASSWORD_LEN: usize = 128;
 
 static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {

@@ -17,6 +17,7 @@ pub struct Policy {
     /// Failed logins one client IP may make per window before every login from it is
     /// throttled; 0 turns the throttle off.
     pub ip_failure_limit: u32,
+    /// How long a client address's failures count towards its limit.
     pub ip_failure_window: Duration,
     /// How long a login waits while `lockout_threshold` verifications of its username are
     /// already running, before it is answered 503.

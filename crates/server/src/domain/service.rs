@@ -27,10 +27,13 @@ pub struct SessionService {
 /// A live session, after its token was checked against the presenting OAuth client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedSession {
+    /// The session's user.
     pub username: String,
     /// The user's account.
     pub account: Option<String>,
+    /// The OAuth client the session belongs to.
     pub client_id: String,
+    /// The token's digest, as the store knows the session.
     pub digest: TokenDigest,
     /// Last use as stored (see [`Policy::touch_granularity`]).
     pub last_used_at: Timestamp,
@@ -62,6 +65,7 @@ impl SessionService {
         self
     }
 
+    /// The rules this service applies.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -84,6 +88,7 @@ impl SessionService {
         Ok(self.store.count_sessions_used_since(since).await?)
     }
 
+    /// The password hasher, shared with administration so both use the same parameters.
     pub fn hasher(&self) -> &PasswordHasher {
         &self.hasher
     }

@@ -76,6 +76,7 @@ pub struct CollisionKey {
 }
 
 impl CollisionKey {
+    /// The key of a username: two names with one key cannot both exist.
     pub fn of(username: &str) -> Self {
         let folded: String = username.nfkc().collect();
         Self {

@@ -17,17 +17,24 @@ const RETRY_AFTER_UNAVAILABLE: u64 = 1;
 pub enum AppError {
     /// `ConnectivityManagementResult` body.
     Api {
+        /// The HTTP status.
         status: StatusCode,
+        /// The contract's `errorCode`.
         code: ErrorCode,
+        /// The `errorMessage`: one line a person can act on.
         message: Cow<'static, str>,
+        /// Seconds for a `Retry-After` header, when waiting helps.
         retry_after: Option<u64>,
     },
     /// The gateway's 401 `fault` body for a missing or bad API token.
     Fault(GatewayFault),
     /// RFC 6749 error body of the token and revoke endpoints.
     OAuth {
+        /// The HTTP status.
         status: StatusCode,
+        /// RFC 6749's `error`.
         error: &'static str,
+        /// RFC 6749's `error_description`.
         description: Option<&'static str>,
     },
 }
@@ -38,6 +45,7 @@ impl AppError {
         Self::api(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// An answer in the contract's shape, with any status.
     pub fn api(status: StatusCode, code: ErrorCode, message: &'static str) -> Self {
         Self::Api {
             status,
@@ -47,6 +55,7 @@ impl AppError {
         }
     }
 
+    /// 503 with `Retry-After`: the store or the hasher cannot take the request now.
     pub fn unavailable() -> Self {
         Self::Api {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -56,6 +65,7 @@ impl AppError {
         }
     }
 
+    /// 500 without detail: the cause goes to the log, never to the client.
     pub fn internal() -> Self {
         Self::api(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,6 +74,7 @@ impl AppError {
         )
     }
 
+    /// An RFC 6749 error answer.
     pub fn oauth(status: StatusCode, error: &'static str, description: &'static str) -> Self {
         Self::OAuth {
             status,
@@ -72,6 +83,7 @@ impl AppError {
         }
     }
 
+    /// 401 `invalid_client` with a Basic challenge: unknown client or wrong secret.
     pub fn invalid_client() -> Self {
         Self::OAuth {
             status: StatusCode::UNAUTHORIZED,

@@ -33,9 +33,11 @@ pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// The domain: every handler's only way to the rules and the data.
     pub service: SessionService,
     /// "Now" for every request: this node's clock set to the database's.
     pub clock: crate::clock::Clock,
+    /// Largest request body accepted, in bytes (413 beyond).
     pub body_limit: usize,
     /// How long a handler waits for a whole request body (408 beyond).
     pub body_read_timeout: std::time::Duration,
@@ -48,6 +50,7 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// State for `service` with the defaults (this host's clock, no trusted proxies).
     pub fn new(service: SessionService) -> Self {
         Self {
             service,

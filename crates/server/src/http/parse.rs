@@ -10,12 +10,16 @@ use serde_json::{Map, Value};
 /// Why a JSON body was refused, in the contract's order of checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {
+    /// No body, or not JSON.
     Undefined,
+    /// A `Content-Type` other than JSON.
     UnsupportedMediaType,
+    /// JSON, but not an object.
     NotAnObject,
 }
 
 impl BodyError {
+    /// The contract's `errorCode` for this refusal.
     pub fn code(self) -> ErrorCode {
         match self {
             Self::Undefined => ErrorCode::RequestUndefined,

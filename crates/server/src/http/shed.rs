@@ -18,6 +18,7 @@ use crate::listener::OverCapacity;
 /// The shortest time between two summary lines.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Why a request was shed with 503.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// The argon2 queue is full, or the store's connections are all busy.

@@ -12,7 +12,9 @@ use crate::time::Timestamp;
 /// Whose counters a request locks: a username's and, for a login, its client address's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterKey {
+    /// The username as given.
     pub username: String,
+    /// For a login: its client address and window.
     pub address: Option<AddressWindow>,
     /// Reservations that lapsed by then are not counted as in flight.
     pub now: Timestamp,
@@ -21,7 +23,9 @@ pub struct CounterKey {
 /// A client address and the start of the window of its failures that still count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressWindow {
+    /// The client address, as text.
     pub ip: String,
+    /// Failures at or before this no longer count.
     pub since: Timestamp,
 }
 
@@ -44,16 +48,20 @@ pub struct Counters {
 /// A client address's failures within its window, and its verifications in flight.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AddressCounters {
+    /// Consecutive failures counted since the last success, unlock or ended lock.
     pub failures: u32,
     /// The oldest failure in the window: when it leaves, the address gets one more try.
     pub oldest_failure: Option<Timestamp>,
+    /// Verifications reserved and neither finished nor lapsed.
     pub in_flight: u32,
 }
 
 /// A new consecutive-failure count and lock for a username.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Count {
+    /// Failures logged within the window.
     pub failures: u32,
+    /// Set when the count reached the threshold.
     pub locked_until: Option<Timestamp>,
 }
 
@@ -61,6 +69,7 @@ pub struct Count {
 /// are set, in one transaction, and decides nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CountersChange {
+    /// Whose counters change.
     pub username: String,
     /// Replaces the count and lock.
     pub count: Option<Count>,
@@ -86,7 +95,9 @@ impl CountersChange {
 /// A verification in flight, counted against the username and its client address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewReservation {
+    /// How the reservation is ended.
     pub attempt_id: String,
+    /// The client address the reservation counts against, for a login.
     pub ip: Option<String>,
     /// When it lapses if never finished (a crash, a cancelled request).
     pub expires_at: Timestamp,
@@ -96,6 +107,7 @@ pub struct NewReservation {
 /// dropped. Dropping it changes nothing.
 #[async_trait]
 pub trait LockedCounters: Send {
+    /// The counters as they were when the hold was taken.
     fn counters(&self) -> &Counters;
     /// Writes `change` and lets the next request in.
     async fn apply(self: Box<Self>, change: &CountersChange) -> StoreResult<()>;

@@ -12,4 +12,5 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// What every store operation returns.
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -17,7 +17,9 @@ use crate::time::Timestamp;
 pub trait UserStore {
     /// Fails with [`super::StoreError::Conflict`] when the username is taken.
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// The user of exactly this name.
     async fn find_user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Every user, by name.
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
     /// Removes the user with its sessions and failure counter; false if there was none.
     async fn remove_user(&self, username: &str) -> StoreResult<bool>;
@@ -68,8 +70,11 @@ pub trait CounterStore {
 /// OAuth clients and the API tokens issued to them.
 #[async_trait]
 pub trait ClientStore {
+    /// Fails with [`super::StoreError::Conflict`] when the id is taken.
     async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    /// The client of exactly this id.
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    /// Every client, by id.
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
     /// Removes the client with its API tokens and sessions; false if there was none.
     async fn remove_client(&self, client_id: &str) -> StoreResult<bool>;
@@ -80,22 +85,27 @@ pub trait ClientStore {
         candidate: &ApiTokenRecord,
         now: Timestamp,
     ) -> StoreResult<ApiTokenRecord>;
+    /// The API token with this digest, live or not.
     async fn find_api_token(&self, digest: &TokenDigest) -> StoreResult<Option<ApiTokenRecord>>;
+    /// Deletes one API token; false if there was none.
     async fn delete_api_token(&self, digest: &TokenDigest) -> StoreResult<bool>;
 }
 
 /// Sessions, found by the digest of their token.
 #[async_trait]
 pub trait SessionStore {
+    /// Stores a session as given (administrative and test use; logins use `start_session`).
     async fn insert_session(&self, session: &SessionRecord) -> StoreResult<()>;
     /// A successful login in one transaction: applies its change to the counters, stores the
     /// session, revokes the user's oldest sessions beyond `keep_sessions` and appends the audit
     /// line. One durable commit per login rather than four, and nothing half done if the
     /// process dies. Returns how many sessions were revoked.
     async fn start_session(&self, start: &SessionStart) -> StoreResult<u64>;
+    /// The session whose token has this digest, live or not.
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>>;
     /// Records use of a session; false if it no longer exists.
     async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool>;
+    /// Deletes one session; false if there was none.
     async fn delete_session(&self, digest: &TokenDigest) -> StoreResult<bool>;
     /// Deletes sessions last used before `cutoff`; returns how many.
     async fn purge_sessions_idle_since(&self, cutoff: Timestamp) -> StoreResult<u64>;
@@ -105,6 +115,7 @@ pub trait SessionStore {
     async fn list_sessions(&self, username: Option<&str>) -> StoreResult<Vec<SessionRecord>>;
     /// Deletes every session of a user; returns how many.
     async fn delete_user_sessions(&self, username: &str) -> StoreResult<u64>;
+    /// Deletes one session by its administrator id; false if there was none.
     async fn delete_session_by_id(&self, id: &str) -> StoreResult<bool>;
 }
 
@@ -119,6 +130,7 @@ pub trait IdempotencyStore {
         username: &str,
         key: &str,
     ) -> StoreResult<Option<IdempotencyClaim>>;
+    /// What an idempotent reset with (username, key) left, if anything.
     async fn find_idempotency(
         &self,
         username: &str,
@@ -136,6 +148,7 @@ pub trait IdempotencyStore {
 /// The audit log, append-only.
 #[async_trait]
 pub trait AuditStore {
+    /// Appends one line; lines are never changed.
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
     /// Oldest first, optionally for one username and from a time on.
     async fn list_audit(

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 /// An arbitrary fixed "now" for domain tests.
 pub const T0: Timestamp = Timestamp(1_700_000_000_000);
-pub use m2m_session_server::testing::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
+pub use m2m_session_testkit::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
 
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -40,7 +40,7 @@ pub fn temp_db() -> (TempDir, String) {
 }
 
 pub fn hasher() -> PasswordHasher {
-    m2m_session_server::testing::cheap_hasher()
+    m2m_session_testkit::cheap_hasher()
 }
 
 pub async fn sqlite_store(url: &str) -> Arc<dyn Store> {
@@ -51,7 +51,7 @@ pub async fn sqlite_store(url: &str) -> Arc<dyn Store> {
     )
 }
 
-pub use m2m_session_server::testing::PgTestDatabase;
+pub use m2m_session_testkit::PgTestDatabase;
 
 /// A PostgreSQL store on a fresh database of its own, dropped with the guard.
 pub async fn postgres_store() -> (PgTestDatabase, Arc<dyn Store>) {
@@ -64,7 +64,7 @@ pub async fn postgres_store() -> (PgTestDatabase, Arc<dyn Store>) {
 
 /// Adds the standard OAuth client and user.
 pub async fn seed(store: Arc<dyn Store>) {
-    m2m_session_server::testing::seed(store, T0).await;
+    m2m_session_testkit::seed(store, T0).await;
 }
 
 /// OAuth client `c1` and users of `names` (account `acct`, a placeholder hash), written

@@ -28,6 +28,7 @@ use super::{
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
 
+/// The PostgreSQL backend: for several nodes on one database.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,

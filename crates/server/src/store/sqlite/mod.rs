@@ -40,6 +40,7 @@ use super::{
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
 
+/// The embedded SQLite backend: one file, one process, zero configuration.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     writer: Arc<Writer>,

@@ -1,8 +1,9 @@
-//! Test support shared by this workspace's test suites: the standard client and user, and a
-//! throwaway PostgreSQL database.
+//! Test support for m2m-session: the standard OAuth client and user every suite starts with, the
+//! cheapest password hasher, and a throwaway PostgreSQL database per test.
 //!
-//! Public (not `cfg(test)`) because the client and CLI crates' tests use it too; it holds no
-//! production logic.
+//! A crate of its own, so that none of it ships in the server library: the server's, the SDK's
+//! and the CLI's tests take it as a dev-dependency, the benchmark commands as a dependency.
+#![warn(missing_docs)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,15 +12,18 @@ use secrecy::SecretString;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-use crate::crypto::{Argon2Settings, PasswordHasher};
-use crate::domain::{Admin, NewClient, NewUser};
-use crate::store::Store;
-use crate::time::Timestamp;
+use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
+use m2m_session_server::domain::{Admin, NewClient, NewUser};
+use m2m_session_server::store::Store;
+use m2m_session_server::time::Timestamp;
 
-/// The OAuth client and user every test suite starts with.
+/// The OAuth client every test suite starts with (see [`seed`]).
 pub const CLIENT_ID: &str = "app";
+/// [`CLIENT_ID`]'s secret.
 pub const CLIENT_SECRET: &str = "app-secret-0123456789";
+/// The user every test suite starts with, of account `acme`.
 pub const USERNAME: &str = "zbeeblebrox";
+/// [`USERNAME`]'s password: long enough for the password policy.
 pub const PASSWORD: &str = "IMgr8-but-longer";
 
 /// The cheapest hasher argon2 allows: tests need correctness, not cost.
@@ -101,6 +105,7 @@ impl PgTestDatabase {
         }
     }
 
+    /// The connection URL of this test's own database.
     pub fn url(&self) -> &str {
         &self.url
     }
