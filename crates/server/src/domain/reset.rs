@@ -3,7 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::audit::{AuditEvent, RequestContext};
-use super::idempotency::validate_key;
+use super::idempotency::{Repeat, judge, validate_key};
 use super::lockout::AttemptOutcome;
 use super::service::AuthenticatedSession;
 use super::{DomainError, SessionService};
@@ -142,33 +142,31 @@ impl SessionService {
         let Some(record) = self.store.find_idempotency(username, key).await? else {
             return Ok(None);
         };
-        // Strictly after, as the purge below deletes only strictly older records.
-        if now > record.created_at.plus(self.policy.idempotency_record_ttl) {
-            // Forgotten: clear it (and any other stale record) so the key can be used afresh.
-            self.store
-                .purge_idempotency(
-                    now.minus(self.policy.idempotency_replay_window),
-                    now.minus(self.policy.idempotency_record_ttl),
-                )
-                .await?;
-            return Ok(None);
-        }
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            record.fingerprint.as_slice(),
+        let policy = &self.policy;
+        match judge(
+            &record,
             fingerprint,
-        )) {
-            return Err(DomainError::IdempotencyMismatch);
-        }
-        let in_window = now
-            < record
-                .created_at
-                .plus(self.policy.idempotency_replay_window);
-        match record.answer.filter(|_| in_window) {
-            Some(sealed) => seal
+            now,
+            policy.idempotency_replay_window,
+            policy.idempotency_record_ttl,
+        ) {
+            Repeat::Forgotten => {
+                // Clear it (and any other stale record) so the key can be used afresh.
+                self.store
+                    .purge_idempotency(
+                        now.minus(policy.idempotency_replay_window),
+                        now.minus(policy.idempotency_record_ttl),
+                    )
+                    .await?;
+                Ok(None)
+            }
+            Repeat::Mismatch => Err(DomainError::IdempotencyMismatch),
+            Repeat::Expired => Err(DomainError::IdempotencyExpired),
+            // Sealed under another session's keys: the same key with another request.
+            Repeat::Answer(sealed) => seal
                 .open(&sealed)
                 .map(Some)
                 .ok_or(DomainError::IdempotencyMismatch),
-            None => Err(DomainError::IdempotencyExpired),
         }
     }
 
