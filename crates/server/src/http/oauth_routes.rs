@@ -4,11 +4,12 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use m2m_session_model::{ConnectivityManagementResult, OAuthErrorResponse, TokenResponse};
+use m2m_session_model::{OAuthErrorResponse, TokenResponse};
 use secrecy::{ExposeSecret, SecretString};
 use utoipa::ToSchema;
 
 use super::extract::{media_type, read_limited};
+use super::openapi::OAuthClientErrors;
 use super::parse;
 use super::{AppError, AppState};
 use crate::domain::{ClientCredentials, RevokeOutcome};
@@ -45,11 +46,7 @@ pub(super) struct RevokeRequest {
     responses(
         (status = 200, description = "The API token (the same one within its hour)", body = TokenResponse),
         (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope", body = OAuthErrorResponse),
-        (status = 401, description = "invalid_client", body = OAuthErrorResponse,
-            headers(("WWW-Authenticate" = String, description = "Basic"))),
-        (status = 413, description = "Body too large", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
+        OAuthClientErrors,
     )
 )]
 pub async fn token(
@@ -99,11 +96,7 @@ pub async fn token(
     responses(
         (status = 200, description = "Revoked, or unknown (RFC 7009)", body = Object),
         (status = 400, description = "invalid_request, or unauthorized_client for another client's token", body = OAuthErrorResponse),
-        (status = 401, description = "invalid_client", body = OAuthErrorResponse,
-            headers(("WWW-Authenticate" = String, description = "Basic"))),
-        (status = 413, description = "Body too large", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
+        OAuthClientErrors,
     )
 )]
 pub async fn revoke(

@@ -1,8 +1,9 @@
 //! The OpenAPI document of the whole HTTP surface, served at `GET /api/openapi.json`.
 //!
 //! Each operation is described by a `#[utoipa::path]` on the handler that serves it, so that a
-//! change to a handler and to its description are made in the same place. A test checks that
-//! every route of [`super::ROUTES`] is in the document.
+//! change to a handler and to its description are made in the same place. The error answers
+//! that several operations share are described once, here, as response sets. A test checks
+//! that the document and [`super::ROUTES`] list exactly the same operations.
 
 use m2m_session_model::{
     ConnectivityManagementResult, GatewayFault, GatewayFaultBody, LogInRequest, LogInResult,
@@ -10,13 +11,75 @@ use m2m_session_model::{
     TokenResponse,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
 use super::health::{self, Status};
 use super::metrics_route;
 use super::oauth_routes::{self, RevokeRequest, TokenRequest};
 use super::session_routes;
 use super::verify_route;
+
+// The response sets below are never built: only their `IntoResponses` impls are read, by the
+// `#[utoipa::path]` attributes that name them. Hence `allow(dead_code)` on each.
+
+/// The refusal of an operation behind an API token: the gateway's fault body, the same for
+/// every such operation, because one extractor gives it before the handler runs.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum ApiTokenErrors {
+    #[response(
+        status = 401,
+        description = "Missing or bad API token (fault 900902 or 900901)"
+    )]
+    Unauthorized(GatewayFault),
+}
+
+/// The failures of an operation that reaches the store, whatever the operation: a fault of
+/// ours, or a store that cannot answer now (retrying later may succeed).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum ServerErrors {
+    #[response(status = 500, description = "Unexpected failure")]
+    Unexpected(ConnectivityManagementResult),
+    #[response(
+        status = 503,
+        description = "Store unavailable, or the server overloaded",
+        headers(("Retry-After" = u64))
+    )]
+    Unavailable(ConnectivityManagementResult),
+}
+
+/// The refusals of a JSON body before it is parsed: the same checks, in the same order, for
+/// every operation that takes one.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum JsonBodyErrors {
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ConnectivityManagementResult),
+    #[response(status = 415, description = "Not application/json")]
+    NotJson(ConnectivityManagementResult),
+}
+
+/// What the two OAuth endpoints share: client authentication by HTTP Basic (RFC 6749 §2.3.1),
+/// the body cap, and the store. Their 400s differ, so each handler lists its own.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub(super) enum OAuthClientErrors {
+    #[response(
+        status = 401,
+        description = "invalid_client",
+        headers(("WWW-Authenticate" = String, description = "Basic"))
+    )]
+    InvalidClient(OAuthErrorResponse),
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ConnectivityManagementResult),
+    #[response(
+        status = 503,
+        description = "Store unavailable, or the server overloaded",
+        headers(("Retry-After" = u64))
+    )]
+    Unavailable(ConnectivityManagementResult),
+}
 
 struct SecuritySchemes;
 

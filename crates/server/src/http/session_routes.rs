@@ -6,13 +6,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use m2m_session_model::{
-    ConnectivityManagementResult, ErrorCode, GatewayFault, IDEMPOTENCY_KEY_HEADER, LogInRequest,
-    LogInResult, LogOutRequest, SessionResetPasswordRequest, SessionResetPasswordResult,
+    ConnectivityManagementResult, ErrorCode, IDEMPOTENCY_KEY_HEADER, LogInRequest, LogInResult,
+    LogOutRequest, SessionResetPasswordRequest, SessionResetPasswordResult,
 };
 use secrecy::{ExposeSecret, SecretString};
 
 use super::client_ip::ClientIp;
 use super::extract::{ApiClient, JsonObject, SessionTokenHeader};
+use super::openapi::{ApiTokenErrors, JsonBodyErrors, ServerErrors};
 use super::{AppError, AppState};
 use crate::domain::{DomainError, RequestContext, USERNAME_FORBIDDEN_CHARS};
 
@@ -26,14 +27,9 @@ use crate::domain::{DomainError, RequestContext, USERNAME_FORBIDDEN_CHARS};
     responses(
         (status = 200, description = "A new session", body = LogInResult),
         (status = 400, description = "Login.InvalidCredentials, Login.Locked, RequestUndefined, DeserializationFailed, UnexpectedError, Request.InvalidCharacter", body = ConnectivityManagementResult),
-        (status = 401, description = "Missing or bad API token (900902 / 900901)", body = GatewayFault),
-        (status = 413, description = "Body too large", body = ConnectivityManagementResult),
-        (status = 415, description = "Not application/json", body = ConnectivityManagementResult),
         (status = 429, description = "Too many failed logins from this IP", body = ConnectivityManagementResult,
             headers(("Retry-After" = u64))),
-        (status = 500, description = "Unexpected failure", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable or overloaded", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
+        ApiTokenErrors, JsonBodyErrors, ServerErrors,
     )
 )]
 pub async fn login(
@@ -70,10 +66,7 @@ pub async fn login(
     responses(
         (status = 200, description = "The token just ended", body = LogOutRequest),
         (status = 400, description = "SessionToken.Expired, SessionToken.Format, SessionToken.Invalid", body = ConnectivityManagementResult),
-        (status = 401, description = "Missing or bad API token", body = GatewayFault),
-        (status = 500, description = "Unexpected failure", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
+        ApiTokenErrors, ServerErrors,
     )
 )]
 pub async fn logout(
@@ -106,14 +99,9 @@ pub async fn logout(
     responses(
         (status = 200, description = "The new password, shown once", body = SessionResetPasswordResult),
         (status = 400, description = "Password.OldPasswordMismatch, Login.Locked, SessionToken.*, RequestUndefined, DeserializationFailed, UnexpectedError, IdempotencyKey.Invalid", body = ConnectivityManagementResult),
-        (status = 401, description = "Missing or bad API token", body = GatewayFault),
         (status = 409, description = "IdempotencyKey.InProgress or IdempotencyKey.Expired", body = ConnectivityManagementResult),
-        (status = 413, description = "Body too large", body = ConnectivityManagementResult),
-        (status = 415, description = "Not application/json", body = ConnectivityManagementResult),
         (status = 422, description = "IdempotencyKey.Mismatch", body = ConnectivityManagementResult),
-        (status = 500, description = "Unexpected failure", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable or overloaded", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
+        ApiTokenErrors, JsonBodyErrors, ServerErrors,
     )
 )]
 pub async fn reset_password(

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use m2m_session_model::ConnectivityManagementResult;
 
 use super::extract::{ApiClient, SessionTokenHeader};
+use super::openapi::ServerErrors;
 use super::{AppError, AppState};
 
 /// Check an API token and a session token, for a gateway.
@@ -21,9 +22,7 @@ use super::{AppError, AppState};
             headers(("X-M2M-Username" = String), ("X-M2M-Account" = String))),
         (status = 401, description = "Bad API token (fault body) or bad session (contract error body)",
             body = ConnectivityManagementResult),
-        (status = 500, description = "Unexpected failure", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
+        ServerErrors,
     )
 )]
 pub async fn verify(
