@@ -97,6 +97,7 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The document: every operation, the schemas their bodies use, and the two security schemes.
 #[derive(OpenApi)]
 #[openapi(
     info(
