@@ -30,6 +30,16 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
+/// Prometheus metrics: counters and timings of this process.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format (version 0.0.4)", body = String,
+            content_type = "text/plain"),
+        (status = 404, description = "The embedding program records metrics itself", body = String,
+            content_type = "text/plain"),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     if !state.serves_metrics {
         return super::not_found().await.into_response();

@@ -4,14 +4,50 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use m2m_session_model::TokenResponse;
+use m2m_session_model::{OAuthErrorResponse, TokenResponse};
 use secrecy::{ExposeSecret, SecretString};
+use utoipa::ToSchema;
 
 use super::extract::{media_type, read_limited};
+use super::openapi::OAuthClientErrors;
 use super::parse;
 use super::{AppError, AppState};
 use crate::domain::{AuthenticatedClient, ClientCredentials, RevokeOutcome};
 
+// The two form bodies exist only as schemas of the OpenAPI document: the handlers read the form
+// as pairs (see `Form`), so that a repeated parameter can be refused as RFC 6749 asks.
+
+/// Form body of `POST /api/ts/v1/oauth2/token`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct TokenRequest {
+    /// Must be `client_credentials`.
+    grant_type: String,
+    /// Space-separated scopes.
+    scope: Option<String>,
+}
+
+/// Form body of `POST /api/ts/v1/oauth2/revoke` (RFC 7009).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct RevokeRequest {
+    token: String,
+    token_type_hint: Option<String>,
+}
+
+/// Issue an API token (client credentials, RFC 6749 §4.4).
+///
+/// A client that asks again within the token's hour gets the same token.
+#[utoipa::path(
+    post, path = "/api/ts/v1/oauth2/token", tag = "oauth",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "The API token (the same one within its hour)", body = TokenResponse),
+        (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope", body = OAuthErrorResponse),
+        OAuthClientErrors,
+    )
+)]
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -44,6 +80,19 @@ pub async fn token(
     }))
 }
 
+/// Revoke an API token (RFC 7009).
+///
+/// The token stops working, and the client's next token request issues a new one.
+#[utoipa::path(
+    post, path = "/api/ts/v1/oauth2/revoke", tag = "oauth",
+    request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Revoked, or unknown (RFC 7009)", body = Object),
+        (status = 400, description = "invalid_request, or unauthorized_client for another client's token", body = OAuthErrorResponse),
+        OAuthClientErrors,
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,7 +1,9 @@
 //! The OpenAPI document of the whole HTTP surface, served at `GET /api/openapi.json`.
 //!
-//! The operations are described here rather than on the handlers, so handlers stay a few lines;
-//! a test checks that every route of [`super::ROUTES`] is in the document.
+//! Each operation is described by a `#[utoipa::path]` on the handler that serves it, so that a
+//! change to a handler and to its description are made in the same place. The error answers
+//! that several operations share are described once, here, as response sets. A test checks
+//! that the document and [`super::ROUTES`] list exactly the same operations.
 
 use m2m_session_model::{
     ConnectivityManagementResult, GatewayFault, GatewayFaultBody, LogInRequest, LogInResult,
@@ -9,180 +11,75 @@ use m2m_session_model::{
     TokenResponse,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
-/// Form body of `POST /api/ts/v1/oauth2/token`.
-#[derive(ToSchema)]
+use super::health::{self, Status};
+use super::metrics_route;
+use super::oauth_routes::{self, RevokeRequest, TokenRequest};
+use super::session_routes;
+use super::verify_route;
+
+// The response sets below are never built: only their `IntoResponses` impls are read, by the
+// `#[utoipa::path]` attributes that name them. Hence `allow(dead_code)` on each.
+
+/// The refusal of an operation behind an API token: the gateway's fault body, the same for
+/// every such operation, because one extractor gives it before the handler runs.
+#[derive(IntoResponses)]
 #[allow(dead_code)]
-struct TokenRequest {
-    /// Must be `client_credentials`.
-    grant_type: String,
-    /// Space-separated scopes.
-    scope: Option<String>,
+pub(super) enum ApiTokenErrors {
+    #[response(
+        status = 401,
+        description = "Missing or bad API token (fault 900902 or 900901)"
+    )]
+    Unauthorized(GatewayFault),
 }
 
-/// Form body of `POST /api/ts/v1/oauth2/revoke` (RFC 7009).
-#[derive(ToSchema)]
+/// The failures of an operation that reaches the store, whatever the operation: a fault of
+/// ours, or a store that cannot answer now (retrying later may succeed).
+#[derive(IntoResponses)]
 #[allow(dead_code)]
-struct RevokeRequest {
-    token: String,
-    token_type_hint: Option<String>,
+pub(super) enum ServerErrors {
+    #[response(status = 500, description = "Unexpected failure")]
+    Unexpected(ConnectivityManagementResult),
+    #[response(
+        status = 503,
+        description = "Store unavailable, or the server overloaded",
+        headers(("Retry-After" = u64))
+    )]
+    Unavailable(ConnectivityManagementResult),
 }
 
-/// Health and readiness answers.
-#[derive(ToSchema)]
+/// The refusals of a JSON body before it is parsed: the same checks, in the same order, for
+/// every operation that takes one.
+#[derive(IntoResponses)]
 #[allow(dead_code)]
-struct Status {
-    status: String,
+pub(super) enum JsonBodyErrors {
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ConnectivityManagementResult),
+    #[response(status = 415, description = "Not application/json")]
+    NotJson(ConnectivityManagementResult),
 }
 
-#[utoipa::path(
-    post, path = "/api/ts/v1/oauth2/token", tag = "oauth",
-    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
-    security(("basic" = [])),
-    responses(
-        (status = 200, description = "The API token (the same one within its hour)", body = TokenResponse),
-        (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope", body = OAuthErrorResponse),
-        (status = 401, description = "invalid_client", body = OAuthErrorResponse,
-            headers(("WWW-Authenticate" = String, description = "Basic"))),
-        (status = 413, description = "Body too large", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
-    )
-)]
+/// What the two OAuth endpoints share: client authentication by HTTP Basic (RFC 6749 §2.3.1),
+/// the body cap, and the store. Their 400s differ, so each handler lists its own.
+#[derive(IntoResponses)]
 #[allow(dead_code)]
-fn token() {}
-
-#[utoipa::path(
-    post, path = "/api/ts/v1/oauth2/revoke", tag = "oauth",
-    request_body(content = RevokeRequest, content_type = "application/x-www-form-urlencoded"),
-    security(("basic" = [])),
-    responses(
-        (status = 200, description = "Revoked, or unknown (RFC 7009)", body = Object),
-        (status = 400, description = "invalid_request, or unauthorized_client for another client's token", body = OAuthErrorResponse),
-        (status = 401, description = "invalid_client", body = OAuthErrorResponse,
-            headers(("WWW-Authenticate" = String, description = "Basic"))),
-        (status = 413, description = "Body too large", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
-    )
-)]
-#[allow(dead_code)]
-fn revoke() {}
-
-#[utoipa::path(
-    post, path = "/api/m2m/v1/session/login", tag = "session",
-    request_body = LogInRequest,
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "A new session", body = LogInResult),
-        (status = 400, description = "Login.InvalidCredentials, Login.Locked, RequestUndefined, DeserializationFailed, UnexpectedError, Request.InvalidCharacter", body = ConnectivityManagementResult),
-        (status = 401, description = "Missing or bad API token (900902 / 900901)", body = GatewayFault),
-        (status = 413, description = "Body too large", body = ConnectivityManagementResult),
-        (status = 415, description = "Not application/json", body = ConnectivityManagementResult),
-        (status = 429, description = "Too many failed logins from this IP", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
-        (status = 500, description = "Unexpected failure", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable or overloaded", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
-    )
-)]
-#[allow(dead_code)]
-fn login() {}
-
-#[utoipa::path(
-    post, path = "/api/m2m/v1/session/logout", tag = "session",
-    params(("VZ-M2M-Token" = Option<String>, Header, description = "The session token (GUID)")),
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The token just ended", body = LogOutRequest),
-        (status = 400, description = "SessionToken.Expired, SessionToken.Format, SessionToken.Invalid", body = ConnectivityManagementResult),
-        (status = 401, description = "Missing or bad API token", body = GatewayFault),
-        (status = 500, description = "Unexpected failure", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
-    )
-)]
-#[allow(dead_code)]
-fn logout() {}
-
-#[utoipa::path(
-    put, path = "/api/m2m/v1/session/password/actions/reset", tag = "session",
-    request_body = SessionResetPasswordRequest,
-    params(
-        ("VZ-M2M-Token" = Option<String>, Header, description = "The session token (GUID)"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the reset safe to retry: a repeat gets the same answer for 10 minutes"),
-    ),
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The new password, shown once", body = SessionResetPasswordResult),
-        (status = 400, description = "Password.OldPasswordMismatch, Login.Locked, SessionToken.*, RequestUndefined, DeserializationFailed, UnexpectedError, IdempotencyKey.Invalid", body = ConnectivityManagementResult),
-        (status = 401, description = "Missing or bad API token", body = GatewayFault),
-        (status = 409, description = "IdempotencyKey.InProgress or IdempotencyKey.Expired", body = ConnectivityManagementResult),
-        (status = 413, description = "Body too large", body = ConnectivityManagementResult),
-        (status = 415, description = "Not application/json", body = ConnectivityManagementResult),
-        (status = 422, description = "IdempotencyKey.Mismatch", body = ConnectivityManagementResult),
-        (status = 500, description = "Unexpected failure", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable or overloaded", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
-    )
-)]
-#[allow(dead_code)]
-fn reset_password() {}
-
-#[utoipa::path(
-    get, path = "/auth/verify", tag = "gateway",
-    params(("VZ-M2M-Token" = Option<String>, Header, description = "The session token (GUID)")),
-    security(("bearer" = [])),
-    responses(
-        (status = 204, description = "Valid; counts as session activity",
-            headers(("X-M2M-Username" = String), ("X-M2M-Account" = String))),
-        (status = 401, description = "Bad API token (fault body) or bad session (contract error body)",
-            body = ConnectivityManagementResult),
-        (status = 500, description = "Unexpected failure", body = ConnectivityManagementResult),
-        (status = 503, description = "Store unavailable", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
-    )
-)]
-#[allow(dead_code)]
-fn verify() {}
-
-#[utoipa::path(
-    get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process serves HTTP", body = Status))
-)]
-#[allow(dead_code)]
-fn healthz() {}
-
-#[utoipa::path(
-    get, path = "/metrics", tag = "operations",
-    responses(
-        (status = 200, description = "Prometheus text format (version 0.0.4)", body = String,
-            content_type = "text/plain"),
-        (status = 404, description = "The embedding program records metrics itself", body = String,
-            content_type = "text/plain"),
-    )
-)]
-#[allow(dead_code)]
-fn metrics() {}
-
-#[utoipa::path(
-    get, path = "/readyz", tag = "operations",
-    responses(
-        (status = 200, description = "The store answers", body = Status),
-        (status = 503, description = "Store down, or shutting down", body = ConnectivityManagementResult,
-            headers(("Retry-After" = u64))),
-    )
-)]
-#[allow(dead_code)]
-fn readyz() {}
-
-#[utoipa::path(
-    get, path = "/api/openapi.json", tag = "operations",
-    responses((status = 200, description = "This document", body = Object))
-)]
-#[allow(dead_code)]
-fn openapi_json() {}
+pub(super) enum OAuthClientErrors {
+    #[response(
+        status = 401,
+        description = "invalid_client",
+        headers(("WWW-Authenticate" = String, description = "Basic"))
+    )]
+    InvalidClient(OAuthErrorResponse),
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ConnectivityManagementResult),
+    #[response(
+        status = 503,
+        description = "Store unavailable, or the server overloaded",
+        headers(("Retry-After" = u64))
+    )]
+    Unavailable(ConnectivityManagementResult),
+}
 
 struct SecuritySchemes;
 
@@ -200,6 +97,7 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The document: every operation, the schemas their bodies use, and the two security schemes.
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -207,8 +105,16 @@ impl Modify for SecuritySchemes {
         description = "ThingSpace-compatible Connectivity Management session service"
     ),
     paths(
-        token, revoke, login, logout, reset_password, verify, healthz, readyz, metrics,
-        openapi_json
+        oauth_routes::token,
+        oauth_routes::revoke,
+        session_routes::login,
+        session_routes::logout,
+        session_routes::reset_password,
+        verify_route::verify,
+        health::healthz,
+        health::readyz,
+        metrics_route::metrics,
+        serve,
     ),
     components(schemas(
         LogInRequest, LogInResult, LogOutRequest, SessionResetPasswordRequest,
@@ -219,7 +125,14 @@ impl Modify for SecuritySchemes {
 )]
 pub struct ApiDoc;
 
-/// The document, rendered once per request (it is small and requested rarely).
+/// This OpenAPI document.
+// Rendered anew for each request: it is small and requested rarely.
+#[utoipa::path(
+    get, path = "/api/openapi.json", tag = "operations",
+    // The name the document had before it was served by this handler: clients may key on it.
+    operation_id = "openapi_json",
+    responses((status = 200, description = "This document", body = Object))
+)]
 pub async fn serve() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
 }

@@ -6,15 +6,32 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use m2m_session_model::{
-    ErrorCode, IDEMPOTENCY_KEY_HEADER, LogInResult, LogOutRequest, SessionResetPasswordResult,
+    ConnectivityManagementResult, ErrorCode, IDEMPOTENCY_KEY_HEADER, LogInRequest, LogInResult,
+    LogOutRequest, SessionResetPasswordRequest, SessionResetPasswordResult,
 };
 use secrecy::{ExposeSecret, SecretString};
 
 use super::client_ip::ClientIp;
 use super::extract::{ApiClient, JsonObject, SessionTokenHeader};
+use super::openapi::{ApiTokenErrors, JsonBodyErrors, ServerErrors};
 use super::{AppError, AppState};
 use crate::domain::{DomainError, RequestContext, USERNAME_FORBIDDEN_CHARS};
 
+/// Start a session.
+///
+/// A new session token for a user, on behalf of the calling client.
+#[utoipa::path(
+    post, path = "/api/m2m/v1/session/login", tag = "session",
+    request_body = LogInRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A new session", body = LogInResult),
+        (status = 400, description = "Login.InvalidCredentials, Login.Locked, RequestUndefined, DeserializationFailed, UnexpectedError, Request.InvalidCharacter", body = ConnectivityManagementResult),
+        (status = 429, description = "Too many failed logins from this IP", body = ConnectivityManagementResult,
+            headers(("Retry-After" = u64))),
+        ApiTokenErrors, JsonBodyErrors, ServerErrors,
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ApiClient(client_id): ApiClient,
@@ -39,6 +56,19 @@ pub async fn login(
     }))
 }
 
+/// End a session.
+///
+/// The session token stops working at once.
+#[utoipa::path(
+    post, path = "/api/m2m/v1/session/logout", tag = "session",
+    params(("VZ-M2M-Token" = Option<String>, Header, description = "The session token (GUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token just ended", body = LogOutRequest),
+        (status = 400, description = "SessionToken.Expired, SessionToken.Format, SessionToken.Invalid", body = ConnectivityManagementResult),
+        ApiTokenErrors, ServerErrors,
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     ApiClient(client_id): ApiClient,
@@ -55,6 +85,25 @@ pub async fn logout(
     }))
 }
 
+/// Reset the session user's password.
+///
+/// The server generates the new password, makes it effective at once and returns it this once.
+#[utoipa::path(
+    put, path = "/api/m2m/v1/session/password/actions/reset", tag = "session",
+    request_body = SessionResetPasswordRequest,
+    params(
+        ("VZ-M2M-Token" = Option<String>, Header, description = "The session token (GUID)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the reset safe to retry: a repeat gets the same answer for 10 minutes"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new password, shown once", body = SessionResetPasswordResult),
+        (status = 400, description = "Password.OldPasswordMismatch, Login.Locked, SessionToken.*, RequestUndefined, DeserializationFailed, UnexpectedError, IdempotencyKey.Invalid", body = ConnectivityManagementResult),
+        (status = 409, description = "IdempotencyKey.InProgress or IdempotencyKey.Expired", body = ConnectivityManagementResult),
+        (status = 422, description = "IdempotencyKey.Mismatch", body = ConnectivityManagementResult),
+        ApiTokenErrors, JsonBodyErrors, ServerErrors,
+    )
+)]
 pub async fn reset_password(
     State(state): State<AppState>,
     ApiClient(client_id): ApiClient,

@@ -4,10 +4,27 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use m2m_session_model::ConnectivityManagementResult;
 
 use super::extract::{ApiClient, SessionTokenHeader};
+use super::openapi::ServerErrors;
 use super::{AppError, AppState};
 
+/// Check an API token and a session token, for a gateway.
+///
+/// The session's user and account come back as headers for the gateway to pass on.
+#[utoipa::path(
+    get, path = "/auth/verify", tag = "gateway",
+    params(("VZ-M2M-Token" = Option<String>, Header, description = "The session token (GUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Valid; counts as session activity",
+            headers(("X-M2M-Username" = String), ("X-M2M-Account" = String))),
+        (status = 401, description = "Bad API token (fault body) or bad session (contract error body)",
+            body = ConnectivityManagementResult),
+        ServerErrors,
+    )
+)]
 pub async fn verify(
     State(state): State<AppState>,
     client: Result<ApiClient, AppError>,
