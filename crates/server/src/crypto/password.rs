@@ -61,7 +61,7 @@ pub enum CryptoError {
 ///
 /// Argon2 is deliberately slow and memory-hungry; running it on the runtime's threads would stall
 /// every other request. A semaphore sized to the CPU count bounds the hashes running at once, and
-/// each running hash borrows one of as many reused memory buffers ([`MemoryPool`]).
+/// each running hash borrows one of as many reused memory buffers (`MemoryPool`).
 /// Unknown users are verified against a dummy hash made with the live parameters so that a wrong
 /// username costs exactly what a wrong password costs.
 #[derive(Clone)]

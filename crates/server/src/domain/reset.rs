@@ -17,7 +17,7 @@ impl SessionService {
     /// A wrong `old_password` counts as a failed login. On success every other session of the
     /// user is revoked in the same transaction; the presenting session stays valid. With an
     /// idempotency key, a repeat of the same request gets the same new password back for
-    /// [`Policy::idempotency_replay_window`], so a retry after a lost answer cannot lock the
+    /// [`Policy::idempotency_replay_window`](super::Policy::idempotency_replay_window), so a retry after a lost answer cannot lock the
     /// user out of an account whose password they never saw.
     pub async fn reset_password(
         &self,

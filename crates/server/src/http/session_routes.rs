@@ -1,4 +1,5 @@
-//! The three operations of the seeds' `SessionManagementController`.
+//! The three session operations of the contract (login, logout, password reset), under the
+//! names the official ThingSpace SDKs give them.
 
 use std::future::Future;
 

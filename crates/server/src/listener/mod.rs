@@ -4,7 +4,7 @@
 //! nothing, or half a request, holds a socket and up to ~400 KB of hyper's buffer for ever.
 //! Hyper's own header timeout starts whenever a connection waits for a request head, so it
 //! cannot tell a silent keep-alive connection from a slow header; the deadlines here are kept
-//! per connection state instead (see [`Deadlines`]).
+//! per connection state instead (see `deadlines.rs`).
 //!
 //! At the cap, [`HEALTH_RESERVE`] more connections are accepted for the health endpoints
 //! only: everything else on them is answered 503 at once and the connection closed. When the

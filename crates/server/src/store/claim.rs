@@ -13,7 +13,7 @@ pub(super) trait Held: Send {
     async fn release(self: Box<Self>);
 }
 
-/// (username, key) held by one request; see [`super::Store::claim_idempotency`].
+/// (username, key) held by one request; see [`super::IdempotencyStore::claim_idempotency`].
 pub struct IdempotencyClaim(Box<dyn Held>);
 
 impl IdempotencyClaim {

@@ -100,7 +100,7 @@ pub struct SessionRecord {
     pub account: Option<String>,
 }
 
-/// A successful login, applied atomically by [`super::Store::start_session`].
+/// A successful login, applied atomically by [`super::SessionStore::start_session`].
 #[derive(Debug, Clone)]
 pub struct SessionStart {
     /// The new session.
@@ -114,7 +114,7 @@ pub struct SessionStart {
     pub audit: AuditRecord,
 }
 
-/// One password reset, applied atomically by [`super::Store::reset_password`].
+/// One password reset, applied atomically by [`super::UserStore::reset_password`].
 #[derive(Clone)]
 pub struct PasswordReset {
     /// Whose password changes.
