@@ -15,7 +15,7 @@
 //!   differs, lookups go to the database until `PRAGMA data_version` on the writer connection
 //!   (which changes only for commits by *other* connections) proves the change was ours, or the
 //!   cache is cleared. Each of this store's writes runs that validation as soon as it has
-//!   committed and dropped its entries, before the next write (`sqlite_writer`); a lookup that
+//!   committed and dropped its entries, before the next write (`writer.rs`); a lookup that
 //!   finds the header changed by someone else starts one in the background.
 //!
 //! An in-memory database has no `-shm` file; the cache is then off.

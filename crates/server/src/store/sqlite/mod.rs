@@ -134,7 +134,7 @@ impl SqliteStore {
         tokio::spawn(async move { store.validate_cache().await });
     }
 
-    /// Proves the cache consistent with the database as it is now (see `sqlite_cache`).
+    /// Proves the cache consistent with the database as it is now (see `cache.rs`).
     async fn validate_cache(&self) {
         let Some(_validating) = self.cache.try_begin_validation() else {
             return;

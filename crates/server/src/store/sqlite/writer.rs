@@ -6,7 +6,7 @@
 //!
 //! Why every write ends with [`Write::done`]: holding the connection lets each write be followed
 //! by the read cache's validation before any other write of ours can commit, so the cache is
-//! trusted again at once. Left to the background validation (see `sqlite_cache`), steady writes
+//! trusted again at once. Left to the background validation (see `cache.rs`), steady writes
 //! (logins, last-use touches) kept session checks off the cache.
 
 use std::sync::atomic::{AtomicBool, Ordering};
