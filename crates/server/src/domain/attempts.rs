@@ -3,6 +3,8 @@
 //! [`super::lockout`]; this file runs them against a store, which holds a username's counters
 //! still (on every node) while they decide.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use secrecy::SecretString;
 
@@ -12,8 +14,11 @@ use super::lockout::{
 };
 use super::{DomainError, SessionService};
 use crate::crypto::Admission;
-use crate::store::{CounterKey, CounterStore, StoreResult, UserRecord};
+use crate::store::{CounterKey, CounterStore, CountersChange, StoreResult, UserRecord};
 use crate::time::Timestamp;
+
+/// Pause between tries while a username's verifications are all in flight.
+const BUSY_RETRY_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The lockout state machine run against a store of counters: read under the hold, decide,
 /// write the decision. Provided for every [`CounterStore`], so that the domain and the
@@ -203,7 +208,7 @@ impl SessionService {
         attempt: &Attempt<'_>,
         started: Timestamp,
         now: Timestamp,
-    ) -> crate::store::CountersChange {
+    ) -> CountersChange {
         let success_at = now.plus(started.until(self.time.now()));
         lockout::succeeded(attempt.username, &attempt.id, success_at, now)
     }
@@ -234,6 +239,3 @@ impl SessionService {
         })
     }
 }
-
-/// Pause between tries while a username's verifications are all in flight.
-const BUSY_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
