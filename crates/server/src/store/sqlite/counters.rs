@@ -116,30 +116,30 @@ impl CounterStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<u64> {
         let mut write = self.write(None).await?;
-        let failures = sqlx::query(
-            "DELETE FROM login_failures
+        // One round trip: each DELETE is followed by the count of the rows it removed.
+        let batch = sqlx::query(
+            "BEGIN IMMEDIATE;
+             DELETE FROM login_failures
              WHERE updated_at < ?
                AND (locked_until IS NULL OR locked_until <= ?)
-               AND username NOT IN (SELECT username FROM users)",
+               AND username NOT IN (SELECT username FROM users);
+             SELECT changes();
+             DELETE FROM ip_failure_log WHERE at <= ?;
+             SELECT changes();
+             DELETE FROM login_attempts WHERE expires_at <= ?;
+             SELECT changes();
+             COMMIT;",
         )
         .bind(unknown_failures_before.0)
         .bind(now.0)
-        .execute(write.conn())
-        .await
-        .map_err(map_err)?
-        .rows_affected();
-        let windows = sqlx::query("DELETE FROM ip_failure_log WHERE at <= ?")
-            .bind(ip_failures_until.0)
-            .execute(write.conn())
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-        let reservations = sqlx::query("DELETE FROM login_attempts WHERE expires_at <= ?")
-            .bind(now.0)
-            .execute(write.conn())
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-        write.done(Ok(failures + windows + reservations)).await
+        .bind(ip_failures_until.0)
+        .bind(now.0);
+        let purged = write.transaction(batch).await.and_then(|rows| {
+            rows.iter().try_fold(0u64, |sum, row| {
+                let n = row.try_get::<i64, _>(0).map_err(map_err)?;
+                Ok(sum + u64::try_from(n).unwrap_or(0))
+            })
+        });
+        write.done(purged).await
     }
 }

@@ -54,57 +54,50 @@ impl UserStore for SqliteStore {
         write.done(Ok(removed > 0)).await
     }
 
+    /// Two round trips to the writer's thread: the compare-and-swap, whose result decides,
+    /// then every other statement of the reset with its commit.
     async fn reset_password(&self, reset: &PasswordReset) -> StoreResult<bool> {
         let mut write = self.write(Some(self.cache.invalidate_all())).await?;
-        let mut tx = write.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?",
+        let swap = sqlx::query(
+            "BEGIN IMMEDIATE;
+             UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?;
+             SELECT changes();",
         )
         .bind(&reset.new_hash)
         .bind(&reset.username)
-        .bind(&reset.expected_hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .rows_affected();
-        if changed == 0 {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(false);
+        .bind(&reset.expected_hash);
+        let rows = write.open_batch(swap).await?;
+        let swapped = match rows.first() {
+            Some(row) => row.try_get::<i64, _>(0).map_err(map_err)? > 0,
+            None => false,
+        };
+        if !swapped {
+            write.rollback_batch().await;
+            return write.done(Ok(false)).await;
         }
         let keep = reset.keep_session.as_bytes();
-        sqlx::query("DELETE FROM sessions WHERE username = ? AND token_hash <> ?")
-            .bind(&reset.username)
-            .bind(keep)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE token_hash = ?")
-            .bind(reset.now.0)
-            .bind(keep)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        bind_change(sqlx::query(apply_change_sql!()), &reset.counters)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if let Some(record) = &reset.idempotency {
-            sqlx::query(
-                "INSERT INTO idempotency_records
-                   (username, idem_key, fingerprint, answer, created_at)
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&record.username)
-            .bind(&record.key)
-            .bind(&record.fingerprint)
-            .bind(&record.answer)
-            .bind(record.created_at.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)?;
-        write.done(Ok(true)).await
+        let record = reset.idempotency.as_ref();
+        let rest = sqlx::query(concat!(
+            "DELETE FROM sessions WHERE username = ? AND token_hash <> ?;
+             UPDATE sessions SET last_used_at = ? WHERE token_hash = ?;",
+            apply_change_sql!(),
+            "INSERT INTO idempotency_records (username, idem_key, fingerprint, answer, created_at)
+               SELECT ?, ?, ?, ?, ? WHERE ? IS NOT NULL;
+             COMMIT;"
+        ))
+        .bind(&reset.username)
+        .bind(keep)
+        .bind(reset.now.0)
+        .bind(keep);
+        let rest = bind_change(rest, &reset.counters)
+            .bind(record.map(|r| r.username.as_str()))
+            .bind(record.map(|r| r.key.as_str()))
+            .bind(record.map(|r| r.fingerprint.as_slice()))
+            .bind(record.and_then(|r| r.answer.as_deref()))
+            .bind(record.map(|r| r.created_at.0))
+            .bind(record.map(|r| r.key.as_str()));
+        let committed = write.commit_batch(rest).await;
+        write.done(committed.map(|()| true)).await
     }
 
     async fn update_password_hash(

@@ -150,6 +150,12 @@ impl<'a> Write<'a> {
         self.run(batch, true).await.map(drop)
     }
 
+    /// Ends the transaction [`Self::open_batch`] began without writing anything.
+    pub(super) async fn rollback_batch(&mut self) {
+        rollback(&mut self.conn).await;
+        self.writer.unfinished.store(false, Ordering::Release);
+    }
+
     /// Runs a batch inside a transaction of its own, which is unfinished until a batch that
     /// `ends` it has succeeded; any failure rolls it back.
     async fn run(&mut self, batch: SqliteQuery<'_>, ends: bool) -> StoreResult<Vec<SqliteRow>> {
