@@ -88,13 +88,14 @@ impl SessionService {
             .await?;
         let client = self.store.find_client(&credentials.client_id).await?;
         let stored = client.as_ref().map(|c| c.secret_hash.as_str());
+        // Verified whether or not the client exists (a dummy hash then), so that the time of
+        // the answer does not tell which client ids exist.
+        let verified = self.hasher.verify(&credentials.secret, stored).await?;
         match client {
-            Some(record) if self.hasher.verify(&credentials.secret, stored).await? => {
-                Ok(AuthenticatedClient {
-                    record,
-                    secret: credentials.secret.clone(),
-                })
-            }
+            Some(record) if verified => Ok(AuthenticatedClient {
+                record,
+                secret: credentials.secret.clone(),
+            }),
             _ => Err(DomainError::InvalidClient),
         }
     }

@@ -248,3 +248,19 @@ async fn api_tokens_expire_after_an_hour_and_expires_in_counts_down() {
     assert_ne!(fresh.access_token.expose_secret(), token);
     assert_eq!(fresh.expires_in, mins(60));
 }
+
+/// An unknown client id costs one (dummy) hash like a wrong secret of a known one, so the
+/// time of a 401 does not tell which client ids exist.
+#[tokio::test]
+async fn an_unknown_client_costs_a_hash_like_a_wrong_secret() {
+    let (_dir, svc) = service(Policy::default()).await;
+    for client_id in [CLIENT_ID, "no-such-client"] {
+        let creds = m2m_session_server::domain::ClientCredentials {
+            client_id: client_id.into(),
+            secret: secret("wrong-secret"),
+        };
+        let before = svc.hasher().verifications();
+        assert!(svc.authenticate_client(&creds, T0).await.is_err());
+        assert_eq!(svc.hasher().verifications(), before + 1, "{client_id}");
+    }
+}
