@@ -52,6 +52,11 @@ impl TimeSource for Clock {
         Clock::now(self)
     }
 
+    fn monotonic(&self) -> Duration {
+        static START: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(tokio::time::Instant::now).elapsed()
+    }
+
     async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(duration).await;
     }

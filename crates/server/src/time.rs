@@ -14,6 +14,9 @@ use async_trait::async_trait;
 pub trait TimeSource: Send + Sync + 'static {
     /// The time now, as this clock tells it.
     fn now(&self) -> Timestamp;
+    /// Time since a fixed point, never going back: for durations, which a wall clock set
+    /// back (or its offset measured again) must not shorten.
+    fn monotonic(&self) -> Duration;
     /// Returns after `duration`.
     async fn sleep(&self, duration: Duration);
 }

@@ -95,7 +95,7 @@ impl SessionService {
             now,
             expires_at: now.plus(RESERVATION_TTL),
         };
-        let deadline = self.time.now().plus(self.policy.attempt_wait);
+        let deadline = self.time.monotonic() + self.policy.attempt_wait;
         loop {
             match self.store.reserve_attempt(&request).await? {
                 AttemptReservation::Granted => {
@@ -112,7 +112,7 @@ impl SessionService {
                         retry_after: now.until(until),
                     });
                 }
-                AttemptReservation::Busy if self.time.now() >= deadline => {
+                AttemptReservation::Busy if self.time.monotonic() >= deadline => {
                     return Err(DomainError::Busy);
                 }
                 AttemptReservation::Busy => self.time.sleep(BUSY_RETRY_INTERVAL).await,
@@ -200,16 +200,16 @@ impl SessionService {
     }
 
     /// The counters' change of a verification that proved the password: decided when this is
-    /// called, which is later than `now` (when the request arrived) by the time it took so
-    /// far, measured on the domain's clock. Failures of requests that arrived before that
-    /// raced this success and are forgiven.
+    /// called, which is later than `now` (when the request arrived) by the time it has taken
+    /// since `started` (a [`TimeSource::monotonic`](crate::time::TimeSource::monotonic) reading taken as the domain received it).
+    /// Failures of requests that arrived before that raced this success and are forgiven.
     pub(super) fn attempt_succeeded(
         &self,
         attempt: &Attempt<'_>,
-        started: Timestamp,
+        started: Duration,
         now: Timestamp,
     ) -> CountersChange {
-        let success_at = now.plus(started.until(self.time.now()));
+        let success_at = now.plus(self.time.monotonic().saturating_sub(started));
         lockout::succeeded(attempt.username, &attempt.id, success_at, now)
     }
 

@@ -85,8 +85,10 @@ impl From<StoreError> for DomainError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(reason) => Self::Unavailable(reason),
-            StoreError::Conflict => Self::AlreadyExists("the record".into()),
-            backend @ StoreError::Backend(_) => Self::StoreFailed(backend.to_string()),
+            // Expected conflicts never get here; an unexpected one is the store's failure.
+            other @ (StoreError::Conflict | StoreError::Backend(_)) => {
+                Self::StoreFailed(other.to_string())
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Password reset, plain and idempotent: the operation whose lost answer can lock a user out.
 
+use std::time::Duration;
+
 use secrecy::{ExposeSecret, SecretString};
 
 use super::audit::{AuditEvent, RequestContext};
@@ -8,8 +10,12 @@ use super::lockout::AttemptOutcome;
 use super::service::AuthenticatedSession;
 use super::{DomainError, SessionService};
 use crate::crypto::{IdempotencySeal, SessionToken, generate_password};
-use crate::store::{IdempotencyRecord, PasswordReset};
+use crate::store::{IdempotencyRecord, PasswordReset, StoreError};
 use crate::time::Timestamp;
+
+/// When a request arrived (its `now`) and the [`TimeSource::monotonic`](crate::time::TimeSource::monotonic) reading taken as the
+/// domain received it, from which a success's time is measured.
+type Arrival = (Timestamp, Duration);
 
 impl SessionService {
     /// Replaces the session user's password with a generated one, returned once.
@@ -27,6 +33,8 @@ impl SessionService {
         idempotency_key: Option<&str>,
         now: Timestamp,
     ) -> Result<SecretString, DomainError> {
+        // As the domain received the request: a success's time counts from here.
+        let started = self.time.monotonic();
         let session = match self.live_session(&ctx.client_id, token, now).await {
             Ok(session) => session,
             Err(e) => {
@@ -38,12 +46,12 @@ impl SessionService {
         };
         let (result, detail) = match idempotency_key {
             None => (
-                self.reset_unaudited(ctx, &session, old_password, None, now)
+                self.reset_unaudited(ctx, &session, old_password, None, (now, started))
                     .await,
                 None,
             ),
             Some(key) => {
-                self.reset_idempotent(ctx, &session, token, old_password, key, now)
+                self.reset_idempotent(ctx, &session, token, old_password, key, (now, started))
                     .await
             }
         };
@@ -66,7 +74,7 @@ impl SessionService {
         token: &SessionToken,
         old_password: &SecretString,
         key: &str,
-        now: Timestamp,
+        at: Arrival,
     ) -> (Result<SecretString, DomainError>, Option<String>) {
         if let Err(e) = validate_key(key) {
             return (Err(e), None);
@@ -77,7 +85,7 @@ impl SessionService {
             Err(e) => return (Err(e.into()), None),
         };
         let answer = self
-            .reset_claimed(ctx, session, token, old_password, key, now)
+            .reset_claimed(ctx, session, token, old_password, key, at)
             .await;
         // After the reset's transaction committed: the next request with the key finds its
         // record.
@@ -93,8 +101,9 @@ impl SessionService {
         token: &SessionToken,
         old_password: &SecretString,
         key: &str,
-        now: Timestamp,
+        at: Arrival,
     ) -> (Result<SecretString, DomainError>, Option<String>) {
+        let now = at.0;
         let seal = IdempotencySeal::new(token, &session.username, key);
         let fingerprint = seal.fingerprint(old_password.expose_secret().as_bytes());
         let replayed = |r: Result<Option<SecretString>, DomainError>| match r {
@@ -116,7 +125,7 @@ impl SessionService {
             created_at: now,
         };
         match self
-            .reset_unaudited(ctx, session, old_password, Some((&seal, record)), now)
+            .reset_unaudited(ctx, session, old_password, Some((&seal, record)), at)
             .await
         {
             // Another node recorded this key first: its answer is the answer.
@@ -176,9 +185,9 @@ impl SessionService {
         session: &AuthenticatedSession,
         old_password: &SecretString,
         idempotency: Option<(&IdempotencySeal, IdempotencyRecord)>,
-        now: Timestamp,
+        at: Arrival,
     ) -> Result<SecretString, DomainError> {
-        let started = self.time.now();
+        let (now, started) = at;
         let attempt = self.reserve_attempt(&session.username, None, now).await?;
         let Some(user) = self.verify_user(&attempt, old_password, now).await? else {
             self.fail_attempt(ctx, &attempt, now).await?;
@@ -215,6 +224,8 @@ impl SessionService {
         match applied {
             Ok(true) => Ok(new_password),
             Ok(false) => Err(DomainError::OldPasswordMismatch),
+            // The idempotency record exists: another request with the key was first.
+            Err(StoreError::Conflict) => Err(DomainError::AlreadyExists("idempotency key".into())),
             Err(e) => Err(e.into()),
         }
     }

@@ -123,7 +123,7 @@ impl SessionService {
         password: &SecretString,
         now: Timestamp,
     ) -> Result<SessionToken, DomainError> {
-        let started = self.time.now();
+        let started = self.time.monotonic();
         let username = &super::resolve_username(self.store.as_ref(), username).await?;
         self.simulate_user(username, password, now).await?;
         let ip = self.ip_limit(ctx, now);

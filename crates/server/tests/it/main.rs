@@ -6,6 +6,7 @@ mod connections;
 mod domain_rules;
 mod http_contract;
 mod idempotency;
+mod injected;
 mod lockout_races;
 mod logs;
 mod metrics;

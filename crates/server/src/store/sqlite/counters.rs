@@ -52,25 +52,14 @@ impl CounterStore for SqliteStore {
         .bind(address.map(|a| a.ip.as_str()))
         .bind(address.map_or(0, |a| a.since.0));
         let rows = write.open_batch(batch).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Backend("the counters read returned nothing".into()))?;
-        let int = |i| row.try_get::<Option<i64>, _>(i).map_err(map_err);
-        let counters = Counters {
-            failures: rows::count(int(0)?.unwrap_or(0)),
-            locked_until: int(1)?.map(Timestamp),
-            forgiven_before: Timestamp(int(2)?.unwrap_or(0)),
-            in_flight: rows::count(int(3)?.unwrap_or(0)),
-            address: match address {
-                None => None,
-                Some(_) => Some(AddressCounters {
-                    failures: rows::count(int(4)?.unwrap_or(0)),
-                    oldest_failure: int(5)?.map(Timestamp),
-                    in_flight: rows::count(int(6)?.unwrap_or(0)),
-                }),
-            },
-        };
-        Ok(Box::new(Held { write, counters }))
+        match read_counters(&rows, address.is_some()) {
+            Ok(counters) => Ok(Box::new(Held { write, counters })),
+            Err(e) => {
+                // Not left to the next write: SQLite's write lock would be held until then.
+                write.rollback_batch().await;
+                Err(e)
+            }
+        }
     }
 
     async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>> {
@@ -142,4 +131,26 @@ impl CounterStore for SqliteStore {
         });
         write.done(purged).await
     }
+}
+
+/// The counters from the row of the `lock_counters` read.
+fn read_counters(rows: &[SqliteRow], with_address: bool) -> StoreResult<Counters> {
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::Backend("the counters read returned nothing".into()))?;
+    let int = |i| row.try_get::<Option<i64>, _>(i).map_err(map_err);
+    Ok(Counters {
+        failures: rows::count(int(0)?.unwrap_or(0)),
+        locked_until: int(1)?.map(Timestamp),
+        forgiven_before: Timestamp(int(2)?.unwrap_or(0)),
+        in_flight: rows::count(int(3)?.unwrap_or(0)),
+        address: match with_address {
+            false => None,
+            true => Some(AddressCounters {
+                failures: rows::count(int(4)?.unwrap_or(0)),
+                oldest_failure: int(5)?.map(Timestamp),
+                in_flight: rows::count(int(6)?.unwrap_or(0)),
+            }),
+        },
+    })
 }

@@ -67,13 +67,14 @@ impl UserStore for SqliteStore {
         .bind(&reset.username)
         .bind(&reset.expected_hash);
         let rows = write.open_batch(swap).await?;
-        let swapped = match rows.first() {
-            Some(row) => row.try_get::<i64, _>(0).map_err(map_err)? > 0,
-            None => false,
-        };
-        if !swapped {
+        let swapped = rows
+            .first()
+            .map_or(Ok(0), |row| row.try_get::<i64, _>(0))
+            .map_err(map_err);
+        if !matches!(swapped, Ok(n) if n > 0) {
+            // Not left to the next write: SQLite's write lock would be held until then.
             write.rollback_batch().await;
-            return write.done(Ok(false)).await;
+            return write.done(swapped.map(|_| false)).await;
         }
         let keep = reset.keep_session.as_bytes();
         let record = reset.idempotency.as_ref();
