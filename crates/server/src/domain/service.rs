@@ -52,8 +52,8 @@ impl SessionService {
         }
     }
 
-    /// The clock to wait and measure by: the server hands in its clock agreed with the
-    /// database, so that a success's time compares with other nodes' requests.
+    /// The clock to wait and to measure durations by (the rules themselves take the
+    /// request's `now`); tests hand in one they move themselves.
     pub fn with_time(mut self, time: Arc<dyn TimeSource>) -> Self {
         self.time = time;
         self
