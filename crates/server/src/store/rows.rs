@@ -5,8 +5,8 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
 use super::{
-    AddressCounters, ApiTokenRecord, AuditRecord, ClientRecord, IdempotencyRecord, LockoutRecord,
-    SessionRecord, UserRecord,
+    AddressCounters, ApiTokenRecord, AuditRecord, ClientRecord, Counters, IdempotencyRecord,
+    LockoutRecord, SessionRecord, UserRecord,
 };
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
@@ -137,6 +137,26 @@ pub(super) fn idempotency(row: &impl Columns) -> Result<IdempotencyRecord, sqlx:
         fingerprint: row.bytes("fingerprint")?,
         answer: row.opt_bytes("answer")?,
         created_at: ts(row, "created_at")?,
+    })
+}
+
+/// The counters `lock_counters` reads, from the columns both backends name alike; the
+/// address's columns only when the key named one.
+pub(super) fn counters(row: &impl Columns, with_address: bool) -> Result<Counters, sqlx::Error> {
+    let address = if with_address {
+        Some(AddressCounters {
+            in_flight: count(row.int("ip_in_flight")?),
+            ..address_failures(row.int("ip_failures")?, row.opt_int("oldest_ip_failure")?)
+        })
+    } else {
+        None
+    };
+    Ok(Counters {
+        failures: count(row.opt_int("failures")?.unwrap_or(0)),
+        locked_until: row.opt_int("locked_until")?.map(Timestamp),
+        forgiven_before: Timestamp(row.opt_int("forgiven_before")?.unwrap_or(0)),
+        in_flight: count(row.int("in_flight")?),
+        address,
     })
 }
 

@@ -128,39 +128,26 @@ impl CounterStore for PostgresStore {
         }
         // One statement, one snapshot: a failure finishing meanwhile on another node moves
         // from the reservations to the log without being missed by both counts.
-        let (failures, locked_until, forgiven_before, in_flight, ip_failures, oldest, ip_in_flight): (
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            i64,
-            i64,
-            Option<i64>,
-            i64,
-        ) = sqlx::query_as(
+        let counters = sqlx::query(
             "SELECT f.failures, f.locked_until, f.forgiven_before,
-                    (SELECT COUNT(*) FROM login_attempts WHERE username = $1 AND expires_at > $2),
-                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = $3 AND at > $4),
-                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = $3 AND at > $4),
+                    (SELECT COUNT(*) FROM login_attempts WHERE username = $1 AND expires_at > $2)
+                      AS in_flight,
+                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = $3 AND at > $4)
+                      AS ip_failures,
+                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = $3 AND at > $4)
+                      AS oldest_ip_failure,
                     (SELECT COUNT(*) FROM login_attempts WHERE ip = $3 AND expires_at > $2)
+                      AS ip_in_flight
              FROM (SELECT 1) AS one LEFT JOIN login_failures f ON f.username = $1",
         )
         .bind(&key.username)
         .bind(key.now.0)
         .bind(address.map(|a| a.ip.as_str()))
         .bind(address.map_or(0, |a| a.since.0))
+        .try_map(|row: PgRow| rows::counters(&row, address.is_some()))
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
-        let counters = Counters {
-            failures: rows::count(failures.unwrap_or(0)),
-            locked_until: locked_until.map(Timestamp),
-            forgiven_before: Timestamp(forgiven_before.unwrap_or(0)),
-            in_flight: rows::count(in_flight),
-            address: address.map(|_| AddressCounters {
-                in_flight: rows::count(ip_in_flight),
-                ..rows::address_failures(ip_failures, oldest)
-            }),
-        };
         Ok(Box::new(Held { tx, counters }))
     }
 

@@ -41,10 +41,14 @@ impl CounterStore for SqliteStore {
         let batch = sqlx::query(
             "BEGIN IMMEDIATE;
              SELECT f.failures, f.locked_until, f.forgiven_before,
-                    (SELECT COUNT(*) FROM login_attempts WHERE username = ?1 AND expires_at > ?2),
-                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = ?3 AND at > ?4),
-                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = ?3 AND at > ?4),
+                    (SELECT COUNT(*) FROM login_attempts WHERE username = ?1 AND expires_at > ?2)
+                      AS in_flight,
+                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = ?3 AND at > ?4)
+                      AS ip_failures,
+                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = ?3 AND at > ?4)
+                      AS oldest_ip_failure,
                     (SELECT COUNT(*) FROM login_attempts WHERE ip = ?3 AND expires_at > ?2)
+                      AS ip_in_flight
              FROM (SELECT 1) LEFT JOIN login_failures f ON f.username = ?1;",
         )
         .bind(&key.username)
@@ -138,19 +142,5 @@ fn read_counters(rows: &[SqliteRow], with_address: bool) -> StoreResult<Counters
     let row = rows
         .first()
         .ok_or_else(|| StoreError::Backend("the counters read returned nothing".into()))?;
-    let int = |i| row.try_get::<Option<i64>, _>(i).map_err(map_err);
-    Ok(Counters {
-        failures: rows::count(int(0)?.unwrap_or(0)),
-        locked_until: int(1)?.map(Timestamp),
-        forgiven_before: Timestamp(int(2)?.unwrap_or(0)),
-        in_flight: rows::count(int(3)?.unwrap_or(0)),
-        address: match with_address {
-            false => None,
-            true => Some(AddressCounters {
-                failures: rows::count(int(4)?.unwrap_or(0)),
-                oldest_failure: int(5)?.map(Timestamp),
-                in_flight: rows::count(int(6)?.unwrap_or(0)),
-            }),
-        },
-    })
+    rows::counters(row, with_address).map_err(map_err)
 }
