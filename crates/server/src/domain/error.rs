@@ -64,10 +64,10 @@ pub enum DomainError {
     #[error("{0} not found")]
     NotFound(String),
     /// Every password hash is running and the queue is full: shed before anything is written.
-    #[error("the password hasher is at capacity")]
+    #[error("every password hash is busy and the queue is full; try again shortly")]
     Overloaded,
     /// The database cannot be reached or stayed busy; the caller may try again shortly.
-    #[error("the store is unavailable: {0}")]
+    #[error("the database is unavailable ({0}); try again shortly")]
     Unavailable(String),
     /// The database failed in a way no caller can act on: a bug, a corrupt file, a failed
     /// migration. The text is for the operator's log, never for the client.
