@@ -126,8 +126,10 @@ fn login_then_logout_then_the_token_is_refused() {
 #[test]
 fn wrong_password_then_lock_have_their_own_exit_codes() {
     let s = Setup::new();
-    for _ in 0..5 {
-        let (code, err) = failure(&s.run(&["login"], &[("M2M_PASSWORD", "not-the-password")]));
+    // Five distinct wrong passwords: a repeated one would count only once.
+    for i in 0..5 {
+        let wrong = format!("not-the-password-{i}");
+        let (code, err) = failure(&s.run(&["login"], &[("M2M_PASSWORD", &wrong)]));
         assert_eq!(code, 3);
         assert!(
             err.contains("UnifiedWebService.REQUEST_FAILED.Login.InvalidCredentials"),

@@ -111,10 +111,11 @@ fn sessions_tokens_and_revocations_are_shared_by_every_node() {
 fn lockout_counts_across_nodes() {
     let (c, secret, password) = cluster();
     let bearer = c.token(&c.a, &secret);
-    // Five failures alternating between the nodes lock the user on both.
+    // Five failures alternating between the nodes lock the user on both (each with a distinct
+    // wrong password: a repeated one would count only once).
     for i in 0..5 {
         let node = if i % 2 == 0 { &c.a } else { &c.b };
-        let (status, body) = c.login(node, &bearer, "wrong-password");
+        let (status, body) = c.login(node, &bearer, &format!("wrong-password-{i}"));
         assert_eq!(status, 400);
         assert_eq!(
             body["errorCode"],
@@ -140,7 +141,8 @@ fn fifty_parallel_guesses_over_two_nodes_run_at_most_five_verifications() {
                 let (c, bearer) = (&c, &bearer);
                 s.spawn(move || {
                     let node = if i % 2 == 0 { &c.a } else { &c.b };
-                    c.login(node, bearer, "wrong-password").1["errorCode"]
+                    // Distinct guesses: a repeated wrong password would count only once.
+                    c.login(node, bearer, &format!("wrong-password-{i}")).1["errorCode"]
                         .as_str()
                         .unwrap_or_default()
                         .to_owned()

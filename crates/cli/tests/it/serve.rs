@@ -49,10 +49,13 @@ fn full_scenario_leaks_no_secret_into_logs_and_admin_changes_are_live() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    // Lock alice, then unlock her from another process while the server runs.
+    // Lock alice, then unlock her from another process while the server runs. Five distinct
+    // wrong passwords (a repeated one would count only once), all starting with `wrong`, which
+    // the log check below looks for.
     let wrong = "wrong-password-attempt";
-    for _ in 0..5 {
-        assert_eq!(login(&http, &served, &bearer, "alice", wrong).0, 400);
+    for i in 0..5 {
+        let attempt = format!("{wrong}-{i}");
+        assert_eq!(login(&http, &served, &bearer, "alice", &attempt).0, 400);
     }
     let (_, body) = login(&http, &served, &bearer, "alice", &new_password);
     assert_eq!(

@@ -136,8 +136,10 @@ async fn every_contract_error_is_typed() {
         other => panic!("{other:?}"),
     }
 
-    // Four more wrong passwords (one was above) lock the user.
-    for _ in 0..4 {
+    // Four more wrong passwords (one was above) lock the user: each a distinct one, as a
+    // repeated wrong password counts only once.
+    for i in 0..4 {
+        let wrong = LogInRequest::new(USERNAME, format!("wrong-password-{i}"));
         api.start_connectivity_management_session(Some(&wrong))
             .await
             .unwrap_err();

@@ -23,10 +23,17 @@ async fn login(svc: &SessionService, at: Timestamp) -> SessionToken {
         .unwrap()
 }
 
-async fn fail(svc: &SessionService, at: Timestamp) -> DomainError {
-    svc.login(&ctx(), USERNAME, &secret("wrong password"), at)
-        .await
-        .unwrap_err()
+/// A failed login with wrong password number `n`: a repeated identical wrong password counts
+/// only once towards the lock, so each attempt meant to count brings a distinct one.
+async fn fail(svc: &SessionService, at: Timestamp, n: u64) -> DomainError {
+    svc.login(
+        &ctx(),
+        USERNAME,
+        &secret(&format!("wrong password {n}")),
+        at,
+    )
+    .await
+    .unwrap_err()
 }
 
 fn admin(svc: &SessionService) -> Admin {
@@ -133,7 +140,7 @@ async fn lockout_at_exactly_five_and_success_resets_the_count() {
     for i in 0..4 {
         let t = T0.plus(secs(i));
         assert!(matches!(
-            fail(&svc, t).await,
+            fail(&svc, t, i).await,
             DomainError::InvalidCredentials
         ));
     }
@@ -141,7 +148,7 @@ async fn lockout_at_exactly_five_and_success_resets_the_count() {
     login(&svc, T0.plus(secs(5))).await;
     for i in 0..4 {
         assert!(matches!(
-            fail(&svc, T0.plus(secs(10 + i))).await,
+            fail(&svc, T0.plus(secs(10 + i)), 10 + i).await,
             DomainError::InvalidCredentials
         ));
     }
@@ -149,7 +156,7 @@ async fn lockout_at_exactly_five_and_success_resets_the_count() {
     // Five in a row lock; the fifth itself still says invalid credentials.
     for i in 0..5 {
         assert!(matches!(
-            fail(&svc, T0.plus(secs(30 + i))).await,
+            fail(&svc, T0.plus(secs(30 + i)), 30 + i).await,
             DomainError::InvalidCredentials
         ));
     }
@@ -163,13 +170,13 @@ async fn lockout_at_exactly_five_and_success_resets_the_count() {
 #[tokio::test]
 async fn lock_releases_after_the_duration_and_is_not_extended_by_failures() {
     let (_dir, svc) = service(Policy::default()).await;
-    for _ in 0..5 {
-        fail(&svc, T0).await;
+    for i in 0..5 {
+        fail(&svc, T0, i).await;
     }
     // Failures during the lock are refused without extending it.
     for m in [1, 5, 14] {
         assert!(matches!(
-            fail(&svc, T0.plus(mins(m))).await,
+            fail(&svc, T0.plus(mins(m)), 10 + m).await,
             DomainError::Locked { .. }
         ));
     }
@@ -187,13 +194,13 @@ async fn lock_releases_after_the_duration_and_is_not_extended_by_failures() {
 #[tokio::test]
 async fn after_a_lock_expires_the_count_starts_again() {
     let (_dir, svc) = service(Policy::default()).await;
-    for _ in 0..5 {
-        fail(&svc, T0).await;
+    for i in 0..5 {
+        fail(&svc, T0, i).await;
     }
     let later = T0.plus(mins(16));
     // One failure after the lock is the first of a new run, not the sixth of the old one.
     assert!(matches!(
-        fail(&svc, later).await,
+        fail(&svc, later, 5).await,
         DomainError::InvalidCredentials
     ));
     login(&svc, later).await;
@@ -206,8 +213,8 @@ async fn permanent_lock_needs_an_administrator() {
         ..Policy::default()
     };
     let (_dir, svc) = service(policy).await;
-    for _ in 0..5 {
-        fail(&svc, T0).await;
+    for i in 0..5 {
+        fail(&svc, T0, i).await;
     }
     let years_later = T0.plus(mins(60 * 24 * 365 * 10));
     assert!(matches!(
@@ -224,9 +231,9 @@ async fn permanent_lock_needs_an_administrator() {
 #[tokio::test]
 async fn unknown_usernames_answer_like_wrong_passwords_and_lock_too() {
     let (_dir, svc) = service(Policy::default()).await;
-    for _ in 0..5 {
+    for i in 0..5 {
         let err = svc
-            .login(&ctx(), "nobody", &secret("whatever1"), T0)
+            .login(&ctx(), "nobody", &secret(&format!("whatever{i}")), T0)
             .await
             .unwrap_err();
         assert!(matches!(err, DomainError::InvalidCredentials));
@@ -270,9 +277,15 @@ async fn reset_with_a_wrong_old_password_counts_as_a_failure() {
     let (_dir, svc) = service(Policy::default()).await;
     // A second before: failures of requests arriving while a login succeeds do not count.
     let token = login(&svc, T0.minus(secs(1))).await;
-    for _ in 0..5 {
+    for i in 0..5 {
         let err = svc
-            .reset_password(&ctx(), &token, &secret("not it at all"), None, T0)
+            .reset_password(
+                &ctx(),
+                &token,
+                &secret(&format!("not it at all {i}")),
+                None,
+                T0,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, DomainError::OldPasswordMismatch), "{err:?}");

@@ -326,9 +326,11 @@ async fn reset_errors_and_revocation_of_other_sessions() {
 async fn five_failures_lock_the_user_over_http() {
     let f = Fixture::start().await;
     let bearer = f.api_token().await;
-    for _ in 0..5 {
+    // Five distinct wrong passwords: a repeated one would count only once.
+    for i in 0..5 {
         assert_error(
-            f.login(&bearer, USERNAME, "wrong-password").await,
+            f.login(&bearer, USERNAME, &format!("wrong-password-{i}"))
+                .await,
             400,
             BAD_CREDENTIALS,
         )

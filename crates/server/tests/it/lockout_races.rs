@@ -67,7 +67,7 @@ pub async fn parallel_correct_resets_never_lock_the_user(backend: Backend, store
 }
 
 /// Logins with the old password race a reset: those that arrived before the reset succeeded
-/// do not count, so the user is not locked; later ones count as usual.
+/// do not count, so the user is not locked; later wrong passwords count as usual.
 pub async fn requests_that_arrived_before_a_success_do_not_count(
     backend: Backend,
     store: Arc<dyn Store>,
@@ -106,12 +106,13 @@ pub async fn requests_that_arrived_before_a_success_do_not_count(
         .login(&ctx(), USERNAME, &secret(&new_password), T0)
         .await
         .unwrap_or_else(|e| panic!("not locked after a racing success: {e:?}"));
-    // Requests that arrive after the success count as ever: five lock the user.
+    // Requests that arrive after the success count as ever: five lock the user. Each brings a
+    // wrong password of its own (a repeated one, or the replaced one, would not count again).
     let later = T0.plus(secs(1));
-    for _ in 0..5 {
+    for i in 0..5 {
         assert!(matches!(
             second
-                .login(&ctx(), USERNAME, &secret(PASSWORD), later)
+                .login(&ctx(), USERNAME, &secret(&format!("wrong-{i}")), later)
                 .await,
             Err(DomainError::InvalidCredentials)
         ));

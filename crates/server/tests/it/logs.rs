@@ -58,12 +58,14 @@ async fn the_lock_line_carries_the_request_id() {
     let f = Fixture::start().await;
     let bearer = f.api_token().await;
     for i in 0..5 {
+        // A distinct wrong password each: a repeated one would count only once.
+        let password = format!("wrong password {i}");
         let r = f
             .http
             .post(f.url("/api/m2m/v1/session/login"))
             .bearer_auth(&bearer)
             .header("X-Request-Id", format!("lock-attempt-{i}"))
-            .json(&serde_json::json!({"username": USERNAME, "password": "wrong password"}))
+            .json(&serde_json::json!({"username": USERNAME, "password": password}))
             .send()
             .await
             .unwrap();

@@ -13,8 +13,10 @@ async fn sessions_users_and_lockouts_survive_a_restart() {
     let live = f.session(&bearer).await;
     let ended = f.session(&bearer).await;
     assert_eq!(f.logout(&bearer, &ended).await.status(), 200);
-    for _ in 0..5 {
-        f.login(&bearer, "locked-name", "wrong-password").await;
+    // Distinct wrong passwords: a repeated one would count only once.
+    for i in 0..5 {
+        f.login(&bearer, "locked-name", &format!("wrong-password-{i}"))
+            .await;
     }
     f.server.stop().await;
 

@@ -57,11 +57,17 @@ async fn fifty_parallel_wrong_passwords_run_at_most_five_verifications() {
     let (_dir, svc) = service_with(Policy::default(), hasher).await;
     let before = svc.hasher().verifications();
     let mut tasks = Vec::new();
-    for _ in 0..50 {
+    for i in 0..50 {
         let svc = svc.clone();
+        // A wrong password of its own each: a repeated one would count only once.
         tasks.push(tokio::spawn(async move {
-            svc.login(&ctx(), USERNAME, &secret("wrong password"), T0)
-                .await
+            svc.login(
+                &ctx(),
+                USERNAME,
+                &secret(&format!("wrong password {i}")),
+                T0,
+            )
+            .await
         }));
     }
     let mut invalid = 0;
@@ -98,9 +104,14 @@ async fn fifty_parallel_wrong_passwords_run_at_most_five_verifications() {
 #[tokio::test]
 async fn the_right_password_during_a_lock_neither_works_nor_extends_it() {
     let (_dir, svc) = service(Policy::default()).await;
-    for _ in 0..5 {
+    for i in 0..5 {
         let _ = svc
-            .login(&ctx(), USERNAME, &secret("wrong password"), T0)
+            .login(
+                &ctx(),
+                USERNAME,
+                &secret(&format!("wrong password {i}")),
+                T0,
+            )
             .await;
     }
     for m in [1, 10, 14] {
@@ -346,12 +357,15 @@ async fn per_ip_throttle_answers_429_for_right_and_wrong_passwords() {
 
 #[tokio::test]
 async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
-    let login_from = |f: &Fixture, bearer: &str, xff: &str| {
+    // Wrong password number `n`: a repeated (username, password) pair would be logged against
+    // the address only once.
+    let login_from = |f: &Fixture, bearer: &str, xff: &str, n: usize| {
+        let password = format!("wrong-password-{n}");
         f.http
             .post(f.url("/api/m2m/v1/session/login"))
             .bearer_auth(bearer)
             .header("X-Forwarded-For", xff)
-            .json(&json!({"username": "someone", "password": "wrong-password"}))
+            .json(&json!({"username": "someone", "password": password}))
             .send()
     };
     // Untrusted peer: rotating X-Forwarded-For does not escape the throttle.
@@ -361,7 +375,7 @@ async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
         let mut v = Vec::new();
         for i in 0..3 {
             v.push(
-                login_from(&f, &bearer, &format!("198.51.100.{i}"))
+                login_from(&f, &bearer, &format!("198.51.100.{i}"), i)
                     .await
                     .unwrap()
                     .status(),
@@ -379,13 +393,13 @@ async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
     .await;
     let bearer = f.api_token().await;
     for i in 0..3 {
-        let r = login_from(&f, &bearer, &format!("198.51.100.{i}"))
+        let r = login_from(&f, &bearer, &format!("198.51.100.{i}"), i)
             .await
             .unwrap();
         assert_eq!(r.status(), 400);
     }
-    for expected in [400, 400, 429] {
-        let r = login_from(&f, &bearer, "203.0.113.5, 198.51.100.77")
+    for (i, expected) in [400, 400, 429].into_iter().enumerate() {
+        let r = login_from(&f, &bearer, "203.0.113.5, 198.51.100.77", 3 + i)
             .await
             .unwrap();
         assert_eq!(r.status(), expected);

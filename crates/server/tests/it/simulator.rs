@@ -35,9 +35,11 @@ async fn first_use_creates_then_the_real_rules_apply() {
     .await;
     assert_eq!(f.logout(&bearer, &session).await.status(), 200);
     assert_error(f.logout(&bearer, &session).await, 400, EXPIRED).await;
-    for _ in 0..4 {
+    // Four more wrong passwords, each distinct: a repeated one would count only once.
+    for i in 0..4 {
         assert_error(
-            f.login(&bearer, "new-user", "other-password").await,
+            f.login(&bearer, "new-user", &format!("other-password-{i}"))
+                .await,
             400,
             BAD_CREDENTIALS,
         )

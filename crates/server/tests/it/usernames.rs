@@ -41,10 +41,19 @@ async fn nfc_and_nfd_spellings_of_one_name_share_one_lockout_counter() {
     let (_dir, svc) = service(Policy::default()).await;
     let admin = Admin::new(svc.store().clone(), hasher());
     add(&admin, CAFE_NFC).await;
-    // Three failures in one spelling and two in the other are five failures of one user.
-    for spelling in [CAFE_NFC, CAFE_NFD, CAFE_NFC, CAFE_NFD, CAFE_NFC] {
+    // Three failures in one spelling and two in the other are five failures of one user (each
+    // with a wrong password of its own: a repeated one would count only once).
+    for (i, spelling) in [CAFE_NFC, CAFE_NFD, CAFE_NFC, CAFE_NFD, CAFE_NFC]
+        .into_iter()
+        .enumerate()
+    {
         let err = svc
-            .login(&ctx(), spelling, &secret("wrong password"), T0)
+            .login(
+                &ctx(),
+                spelling,
+                &secret(&format!("wrong password {i}")),
+                T0,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, DomainError::InvalidCredentials), "{err:?}");
@@ -71,9 +80,9 @@ async fn nfc_and_nfd_spellings_of_one_name_share_one_lockout_counter() {
 async fn unknown_names_are_counted_once_whatever_their_spelling() {
     let (_dir, svc) = service(Policy::default()).await;
     let (nfc, nfd) = ("jos\u{e9}", "jose\u{301}");
-    for spelling in [nfc, nfd, nfc, nfd, nfc] {
+    for (i, spelling) in [nfc, nfd, nfc, nfd, nfc].into_iter().enumerate() {
         let err = svc
-            .login(&ctx(), spelling, &secret("whatever1"), T0)
+            .login(&ctx(), spelling, &secret(&format!("whatever{i}")), T0)
             .await
             .unwrap_err();
         assert!(matches!(err, DomainError::InvalidCredentials), "{err:?}");
@@ -107,12 +116,15 @@ async fn a_user_stored_in_nfd_before_normalisation_keeps_logging_in() {
         .unwrap_or_else(|e| panic!("{spelling:?}: {e}"));
     }
     // Its failures are counted under the stored spelling, whichever spelling was sent.
-    for spelling in [CAFE_NFC, CAFE_NFD, CAFE_NFC, CAFE_NFD, CAFE_NFC] {
+    for (i, spelling) in [CAFE_NFC, CAFE_NFD, CAFE_NFC, CAFE_NFD, CAFE_NFC]
+        .into_iter()
+        .enumerate()
+    {
         let err = svc
             .login(
                 &ctx(),
                 spelling,
-                &secret("wrong password"),
+                &secret(&format!("wrong password {i}")),
                 T0.plus(secs(5)),
             )
             .await
