@@ -179,6 +179,17 @@ pub struct ServeArgs {
     /// Live sessions per user; the oldest are revoked beyond it [default: no cap]
     #[arg(long, env = "M2M_MAX_SESSIONS_PER_USER", value_name = "N")]
     pub max_sessions_per_user: Option<u32>,
+    /// After a reset, how long the replaced password is recognised and not counted
+    /// towards the lock; `off` to count it [default: 24h]
+    #[arg(long, env = "M2M_PREVIOUS_PASSWORD_GRACE", value_name = "DURATION|off")]
+    pub previous_password_grace: Option<String>,
+    /// Count failures from sources the user logged in from recently apart, so guesses from
+    /// elsewhere cannot lock them out: off, address, or network (/24, /64) [default: off]
+    #[arg(long, env = "M2M_FAMILIAR_SOURCES", value_name = "MODE")]
+    pub familiar_sources: Option<String>,
+    /// How long after its last successful login a source stays familiar [default: 30d]
+    #[arg(long, env = "M2M_FAMILIAR_SOURCE_WINDOW", value_name = "DURATION")]
+    pub familiar_source_window: Option<String>,
     /// Failed logins per client IP per window before the IP is throttled; 0 = off [default: 100]
     #[arg(long, env = "M2M_IP_FAILURE_LIMIT", value_name = "N")]
     pub ip_failure_limit: Option<u32>,
@@ -265,7 +276,15 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Clear a user's failed-login count and lock
+    /// Show what counts against a user: failures and lock per source, and recent failures
+    Lockout {
+        /// The username, as for login (it need not exist: counters are kept for any name)
+        username: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear a user's failed-login counts and locks, from every source
     Unlock { username: String },
     /// Delete a user and end its sessions
     Remove { username: String },

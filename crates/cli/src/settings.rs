@@ -26,6 +26,9 @@ pub struct FileConfig {
     pub max_sessions_per_user: Option<u32>,
     pub ip_failure_limit: Option<u32>,
     pub ip_failure_window: Option<String>,
+    pub previous_password_grace: Option<String>,
+    pub familiar_sources: Option<String>,
+    pub familiar_source_window: Option<String>,
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
     pub database_max_connections: Option<u32>,
     pub database_acquire_timeout: Option<String>,
@@ -156,6 +159,31 @@ pub fn server_config(
         } else {
             Some(parse_duration("lockout duration", text)?)
         };
+    }
+    if let Some(text) = serve
+        .previous_password_grace
+        .as_ref()
+        .or(file.previous_password_grace.as_ref())
+    {
+        config.policy.previous_password_grace = if text.trim() == "off" {
+            Duration::ZERO
+        } else {
+            parse_duration("previous password grace", text)?
+        };
+    }
+    if let Some(text) = serve
+        .familiar_sources
+        .as_ref()
+        .or(file.familiar_sources.as_ref())
+    {
+        config.policy.familiar_sources = text.trim().parse().map_err(anyhow::Error::msg)?;
+    }
+    if let Some(text) = serve
+        .familiar_source_window
+        .as_ref()
+        .or(file.familiar_source_window.as_ref())
+    {
+        config.policy.familiar_source_window = parse_duration("familiar source window", text)?;
     }
     if let Some(text) = serve
         .session_max_lifetime
@@ -345,6 +373,9 @@ mod tests {
             max_sessions_per_user: _,
             ip_failure_limit: _,
             ip_failure_window: _,
+            previous_password_grace: _,
+            familiar_sources: _,
+            familiar_source_window: _,
             trusted_proxies: _,
             database_max_connections: _,
             database_acquire_timeout: _,
@@ -376,6 +407,9 @@ mod tests {
             "max_sessions_per_user",
             "ip_failure_limit",
             "ip_failure_window",
+            "previous_password_grace",
+            "familiar_sources",
+            "familiar_source_window",
             "trusted_proxies",
             "database_max_connections",
             "database_acquire_timeout",

@@ -34,6 +34,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 }
 
 fn describe() {
+    use crate::domain::lockout::Uncounted;
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         "http_requests_total",
@@ -86,7 +87,19 @@ fn describe() {
         "http_connections_timed_out_total",
         "Connections closed by the header, keep-alive or TLS handshake timeout"
     );
+    describe_counter!(
+        "login_failures_uncounted_total",
+        "Wrong passwords not counted towards a lock, by reason (repeated, stale_password, forgiven)"
+    );
     // Rare events are shown at 0 from the start: an absent series cannot be alerted on.
     metrics::counter!("lockouts_total").increment(0);
+    for reason in [
+        Uncounted::Repeated,
+        Uncounted::StalePassword,
+        Uncounted::Forgiven,
+    ] {
+        metrics::counter!("login_failures_uncounted_total", "reason" => reason.as_str())
+            .increment(0);
+    }
     metrics::counter!("store_errors_total").increment(0);
 }

@@ -72,6 +72,19 @@ fn effective(c: &ServerConfig, log_format: LogFormat) -> String {
     line("ip_failure_limit", Some(p.ip_failure_limit.to_string()));
     line("ip_failure_window", Some(d(p.ip_failure_window)));
     line(
+        "previous_password_grace",
+        Some(if p.previous_password_grace.is_zero() {
+            "\"off\"".to_owned()
+        } else {
+            d(p.previous_password_grace)
+        }),
+    );
+    line(
+        "familiar_sources",
+        Some(format!("\"{}\"", p.familiar_sources.as_str())),
+    );
+    line("familiar_source_window", Some(d(p.familiar_source_window)));
+    line(
         "argon2_queue",
         (c.hash_queue > 0).then(|| c.hash_queue.to_string()),
     );

@@ -1,4 +1,4 @@
-use m2m_session_server::domain::NewUser;
+use m2m_session_server::domain::{LockoutState, NewUser};
 use m2m_session_server::time::Timestamp;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -74,6 +74,10 @@ pub async fn run(cli: &Cli, file: &FileConfig, cmd: &UserCommand) -> anyhow::Res
                 }
             }
         }
+        UserCommand::Lockout { username, json } => {
+            let state = admin.lockout_state(username, Timestamp::now()).await?;
+            print_lockout(username, &state, *json)?;
+        }
         UserCommand::Unlock { username } => {
             admin.unlock_user(username, Timestamp::now()).await?;
             eprintln!("unlocked {username:?}");
@@ -81,6 +85,64 @@ pub async fn run(cli: &Cli, file: &FileConfig, cmd: &UserCommand) -> anyhow::Res
         UserCommand::Remove { username } => {
             admin.remove_user(username, Timestamp::now()).await?;
             eprintln!("removed user {username:?} and its sessions");
+        }
+    }
+    Ok(())
+}
+
+fn print_lockout(username: &str, state: &LockoutState, json: bool) -> anyhow::Result<()> {
+    let source = |bucket: &str| {
+        if bucket.is_empty() {
+            "shared".to_owned()
+        } else {
+            bucket.to_owned()
+        }
+    };
+    if json {
+        let value = json!({
+            "username": username,
+            "buckets": state.buckets.iter().map(|b| json!({
+                "source": source(&b.bucket),
+                "failed_attempts": b.failures,
+                "locked_until": b.locked_until.map(|t| t.to_rfc3339()),
+            })).collect::<Vec<_>>(),
+            "recent": state.recent.iter().map(|r| json!({
+                "time": r.time.to_rfc3339(),
+                "event": r.event,
+                "outcome": r.outcome,
+                "ip": r.ip,
+                "detail": r.detail,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    if state.buckets.is_empty() {
+        println!("nothing counts against {username:?}: it is not locked");
+    } else {
+        println!("{:<26} {:<9} STATUS", "SOURCE", "FAILURES");
+    }
+    for b in &state.buckets {
+        let status = match b.locked_until {
+            Some(until) => format!("locked until {}", until.to_rfc3339()),
+            None => "not locked".to_owned(),
+        };
+        println!("{:<26} {:<9} {status}", source(&b.bucket), b.failures);
+    }
+    if !state.recent.is_empty() {
+        println!(
+            "\n{:<26} {:<7} {:<20} {:<18} DETAIL",
+            "TIME", "EVENT", "OUTCOME", "ADDRESS"
+        );
+        for r in &state.recent {
+            println!(
+                "{:<26} {:<7} {:<20} {:<18} {}",
+                r.time.to_rfc3339(),
+                r.event,
+                r.outcome,
+                r.ip.as_deref().unwrap_or("-"),
+                r.detail.as_deref().unwrap_or("")
+            );
         }
     }
     Ok(())

@@ -1,8 +1,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 
 use super::Randomness;
 
@@ -20,8 +19,7 @@ pub fn new_api_token_seed(rng: &dyn Randomness) -> Vec<u8> {
 /// database holds only as an argon2 hash) gives back the same token to the rightful client while
 /// the stored seed alone reveals nothing.
 pub fn derive_api_token(client_secret: &SecretString, client_id: &str, seed: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(client_secret.expose_secret().as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    let mut mac = super::hmac(client_secret.expose_secret().as_bytes());
     mac.update(b"m2m-session api token v1\0");
     mac.update(client_id.as_bytes());
     mac.update(b"\0");

@@ -8,9 +8,8 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 
 use super::SessionToken;
 
@@ -24,7 +23,7 @@ pub struct IdempotencySeal {
 impl IdempotencySeal {
     /// Keys for one (session, user, idempotency key): a seal made for one of them opens for no other.
     pub fn new(session: &SessionToken, username: &str, idempotency_key: &str) -> Self {
-        let mut mac = hmac(session.expose().as_bytes());
+        let mut mac = super::hmac(session.expose().as_bytes());
         mac.update(b"m2m-session idempotency v1\0");
         mac.update(username.as_bytes());
         mac.update(b"\0");
@@ -36,7 +35,7 @@ impl IdempotencySeal {
 
     /// Identifies the request body; equal only for the same session, user, key and body.
     pub fn fingerprint(&self, body: &[u8]) -> Vec<u8> {
-        let mut mac = hmac(&self.key);
+        let mut mac = super::hmac(&self.key);
         mac.update(b"fingerprint\0");
         mac.update(body);
         mac.finalize().into_bytes().to_vec()
@@ -67,11 +66,6 @@ impl IdempotencySeal {
         let plain = cipher.decrypt(Nonce::from_slice(nonce), ciphertext).ok()?;
         String::from_utf8(plain).ok().map(SecretString::from)
     }
-}
-
-fn hmac(key: &[u8]) -> Hmac<Sha256> {
-    <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key"))
 }
 
 #[cfg(test)]

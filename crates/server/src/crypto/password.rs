@@ -8,7 +8,10 @@ use argon2::password_hash::{
 };
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+
+use super::AttemptDigest;
 
 /// Cost parameters of argon2id; the defaults are OWASP's recommended minimum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,13 +257,7 @@ impl PasswordHasher {
         password: &SecretString,
         stored: Option<&str>,
     ) -> Result<bool, CryptoError> {
-        let usable = stored.filter(|h| {
-            let ok = PasswordHash::new(h).is_ok_and(|parsed| self.within_cap(&parsed));
-            if !ok {
-                tracing::warn!("stored password hash unparsable or over the cost cap; refused");
-            }
-            ok
-        });
+        let usable = self.usable(stored);
         let known = usable.is_some();
         // Unknown users and refused hashes cost a verification like any other.
         let hash: String = usable.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
@@ -272,6 +269,77 @@ impl PasswordHasher {
             })
             .await?;
         Ok(known && matched)
+    }
+
+    /// A login's or reset's verification: whether `password` is the user's, and the
+    /// [`AttemptDigest`] of what was presented, from the same single argon2 computation. An
+    /// unknown user (`stored` is `None`, or refused) is computed with the live parameters and a
+    /// salt derived from the username, so the same wrong password for the same unknown name
+    /// gives the same digest on every node and after restarts, as it does for a real user.
+    pub async fn verify_attempt(
+        &self,
+        admission: &Admission,
+        username: &str,
+        password: &SecretString,
+        stored: Option<&str>,
+    ) -> Result<Verification, CryptoError> {
+        let stored = self.usable(stored).map(str::to_owned);
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let (argon, memory) = (self.argon.clone(), self.memory.clone());
+        let (password, username) = (password.clone(), username.to_owned());
+        self.run(admission, move || {
+            attempt_with(
+                &argon,
+                &memory,
+                password.expose_secret(),
+                stored.as_deref(),
+                &username,
+            )
+        })
+        .await?
+    }
+
+    /// Hashes `new_password` with a fresh salt and, under the same salt, derives the digest
+    /// `old_password` will have when a login presents it against the new hash: how a reset
+    /// lets the password it replaced be recognised later without a second hash per login.
+    /// Costs two argon2 computations, in one place among the hashes.
+    pub async fn hash_replacing(
+        &self,
+        new_password: &SecretString,
+        old_password: &SecretString,
+        username: &str,
+    ) -> Result<(String, AttemptDigest), CryptoError> {
+        let admission = self.admit()?;
+        let (argon, memory) = (self.argon.clone(), self.memory.clone());
+        let (new, old, username) = (
+            new_password.clone(),
+            old_password.clone(),
+            username.to_owned(),
+        );
+        self.run(&admission, move || {
+            let salt = SaltString::generate(&mut OsRng);
+            let hash = hash_with_salt(&argon, &memory, new.expose_secret(), &salt)?;
+            let old = compute(
+                &argon,
+                &memory,
+                old.expose_secret().as_bytes(),
+                salt.as_salt(),
+            )
+            .map_err(|e| CryptoError::Hash(e.to_string()))?;
+            Ok((hash, AttemptDigest::derive(old.as_bytes(), &username)))
+        })
+        .await?
+    }
+
+    /// The stored hash if it can be verified: a parsable PHC string within the cost cap.
+    fn usable<'s>(&self, stored: Option<&'s str>) -> Option<&'s str> {
+        stored.filter(|h| {
+            let ok = PasswordHash::new(h).is_ok_and(|parsed| self.within_cap(&parsed));
+            if !ok {
+                tracing::warn!("stored password hash unparsable or over the cost cap; refused");
+            }
+            ok
+        })
     }
 
     /// Runs `job` on a blocking thread once one of the worker permits is free.
@@ -320,7 +388,16 @@ fn hash_with(
     memory: &MemoryPool,
     password: &str,
 ) -> Result<String, CryptoError> {
-    let salt = SaltString::generate(&mut OsRng);
+    hash_with_salt(argon, memory, password, &SaltString::generate(&mut OsRng))
+}
+
+/// A PHC string for `password` with `salt`.
+fn hash_with_salt(
+    argon: &Argon2<'_>,
+    memory: &MemoryPool,
+    password: &str,
+    salt: &SaltString,
+) -> Result<String, CryptoError> {
     let hash = || {
         let output = compute(argon, memory, password.as_bytes(), salt.as_salt())?;
         Ok::<_, password_hash::Error>(
@@ -339,23 +416,68 @@ fn hash_with(
 
 /// Whether `password` matches the PHC string `stored`, computed with the stored parameters.
 fn verify_with(memory: &MemoryPool, password: &str, stored: &str) -> bool {
-    let check = || {
-        let parsed = PasswordHash::new(stored)?;
-        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
-            return Ok(false);
-        };
-        let algorithm = Algorithm::try_from(parsed.algorithm)?;
-        let version = parsed
-            .version
-            .map(Version::try_from)
-            .transpose()?
-            .unwrap_or_default();
-        let argon = Argon2::new(algorithm, version, Params::try_from(&parsed)?);
-        let computed = compute(&argon, memory, password.as_bytes(), salt)?;
-        // `Output` compares in constant time.
-        Ok::<_, password_hash::Error>(computed == expected)
+    check(memory, password, stored).is_ok_and(|(matched, _)| matched)
+}
+
+/// Whether `password` matches `stored`, and the argon2 output it gave.
+fn check(
+    memory: &MemoryPool,
+    password: &str,
+    stored: &str,
+) -> password_hash::Result<(bool, Output)> {
+    let parsed = PasswordHash::new(stored)?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(password_hash::Error::PhcStringField);
     };
-    check().unwrap_or(false)
+    let algorithm = Algorithm::try_from(parsed.algorithm)?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()?
+        .unwrap_or_default();
+    let argon = Argon2::new(algorithm, version, Params::try_from(&parsed)?);
+    let computed = compute(&argon, memory, password.as_bytes(), salt)?;
+    // `Output` compares in constant time.
+    Ok((computed == expected, computed))
+}
+
+/// What a login's or reset's password check found; see [`PasswordHasher::verify_attempt`].
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// The password is the user's.
+    pub matched: bool,
+    /// What the lockout remembers of the presented password.
+    pub digest: AttemptDigest,
+}
+
+/// [`PasswordHasher::verify_attempt`]'s computation: against `stored` when there is one, else
+/// (an unknown user) against a salt derived from the username with the live parameters.
+fn attempt_with(
+    argon: &Argon2<'_>,
+    memory: &MemoryPool,
+    password: &str,
+    stored: Option<&str>,
+    username: &str,
+) -> Result<Verification, CryptoError> {
+    let checked = stored.and_then(|s| check(memory, password, s).ok());
+    let (matched, output) = match checked {
+        Some(found) => found,
+        None => {
+            let salt_bytes = Sha256::new()
+                .chain_update(b"m2m-session unknown user salt\0")
+                .chain_update(username.as_bytes())
+                .finalize();
+            let salt = SaltString::encode_b64(&salt_bytes[..16])
+                .map_err(|e| CryptoError::Hash(e.to_string()))?;
+            let output = compute(argon, memory, password.as_bytes(), salt.as_salt())
+                .map_err(|e| CryptoError::Hash(e.to_string()))?;
+            (false, output)
+        }
+    };
+    Ok(Verification {
+        matched,
+        digest: AttemptDigest::derive(output.as_bytes(), username),
+    })
 }
 
 #[cfg(test)]
@@ -427,6 +549,60 @@ mod tests {
         }
         // Only the live parameters' buffers are kept, one per worker at most.
         assert!(hasher.memory.free.lock().unwrap().len() <= 2);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_digest_tells_the_same_password_and_the_one_a_reset_replaced() {
+        let hasher = PasswordHasher::new(Argon2Settings::MINIMUM, 1).unwrap();
+        let (old, new) = (SecretString::from("old one"), SecretString::from("new one"));
+        let attempt = |pw: &str, stored: Option<String>, user: &'static str| {
+            let hasher = hasher.clone();
+            let pw = SecretString::from(pw.to_owned());
+            async move {
+                let admission = hasher.admit().unwrap();
+                hasher
+                    .verify_attempt(&admission, user, &pw, stored.as_deref())
+                    .await
+                    .unwrap()
+            }
+        };
+        let (hash, previous) = hasher.hash_replacing(&new, &old, "alice").await.unwrap();
+        assert!(hasher.verify(&new, Some(&hash)).await.unwrap());
+        let right = attempt("new one", Some(hash.clone()), "alice").await;
+        assert!(right.matched);
+        // The replaced password, presented against the new hash, gives the remembered digest.
+        let stale = attempt("old one", Some(hash.clone()), "alice").await;
+        assert!(!stale.matched);
+        assert!(stale.digest.matches(&previous));
+        let wrong = attempt("wrong", Some(hash.clone()), "alice").await;
+        assert!(!wrong.digest.matches(&previous));
+        assert!(
+            wrong
+                .digest
+                .matches(&attempt("wrong", Some(hash), "alice").await.digest)
+        );
+        // Unknown names: stable per name and password, apart between names, never a match.
+        let ghost = attempt("wrong", None, "ghost").await;
+        assert!(!ghost.matched);
+        assert!(
+            ghost
+                .digest
+                .matches(&attempt("wrong", None, "ghost").await.digest)
+        );
+        assert!(
+            !ghost
+                .digest
+                .matches(&attempt("wrong", None, "phantom").await.digest)
+        );
+        assert!(
+            !ghost
+                .digest
+                .matches(&attempt("other", None, "ghost").await.digest)
+        );
+        // One argon2 computation per attempt, as for `verify`.
+        let before = hasher.verifications();
+        attempt("wrong", None, "ghost").await;
+        assert_eq!(hasher.verifications(), before + 1);
     }
 
     #[tokio::test]

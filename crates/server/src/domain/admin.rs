@@ -64,6 +64,31 @@ pub struct UserStatus {
     pub locked_until: Option<Timestamp>,
 }
 
+/// A username's lockout as `user lockout` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockoutState {
+    /// Where something counts against the username: the shared bucket (`""`) and familiar
+    /// sources. Empty when nothing does.
+    pub buckets: Vec<BucketState>,
+    /// The username's recent password checks that failed or were refused, and its locks and
+    /// unlocks, newest last (at most [`RECENT_ATTEMPTS`], from the last day).
+    pub recent: Vec<AuditRecord>,
+}
+
+/// One bucket's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketState {
+    /// `""` for the bucket every source shares, else a familiar source.
+    pub bucket: String,
+    /// Failures counted (zero once a lock has ended).
+    pub failures: u32,
+    /// Set only while the lock is in force.
+    pub locked_until: Option<Timestamp>,
+}
+
+/// How many recent audit lines [`Admin::lockout_state`] shows.
+pub const RECENT_ATTEMPTS: usize = 10;
+
 /// A session as `session list` shows it: never the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSummary {
@@ -136,10 +161,15 @@ impl Admin {
         Ok(users
             .into_iter()
             .map(|u| {
-                let lock = lockouts.iter().find(|l| l.username == u.username);
+                // Across buckets: the most failures, the latest lock in force.
+                let buckets = lockouts.iter().filter(|l| l.username == u.username);
+                let (failures, locked_until) = buckets.fold((0, None), |(failures, locked), l| {
+                    let in_force = l.locked_until.filter(|t| *t > now);
+                    (failures.max(l.failures), locked.max(in_force))
+                });
                 UserStatus {
-                    failures: lock.map_or(0, |l| l.failures),
-                    locked_until: lock.and_then(|l| l.locked_until).filter(|t| *t > now),
+                    failures,
+                    locked_until,
                     username: u.username,
                     account: u.account,
                     created_at: u.created_at,
@@ -170,6 +200,52 @@ impl Admin {
         } else {
             Err(DomainError::NotFound(format!("user {username:?}")))
         }
+    }
+
+    /// What counts against a username (known or not), per bucket, and its recent failed or
+    /// refused password checks; `NotFound` when there is neither a user nor a counter.
+    pub async fn lockout_state(
+        &self,
+        username: &str,
+        now: Timestamp,
+    ) -> Result<LockoutState, DomainError> {
+        let username = &resolve_username(self.store.as_ref(), username).await?;
+        let buckets: Vec<_> = self
+            .store
+            .lockouts(username)
+            .await?
+            .into_iter()
+            .map(|l| {
+                let in_force = l.locked_until.filter(|t| *t > now);
+                BucketState {
+                    // An ended lock counts nothing any more (see `domain/lockout.rs`).
+                    failures: if l.locked_until.is_some() && in_force.is_none() {
+                        0
+                    } else {
+                        l.failures
+                    },
+                    locked_until: in_force,
+                    bucket: l.bucket,
+                }
+            })
+            .collect();
+        if buckets.is_empty() && self.store.find_user(username).await?.is_none() {
+            return Err(DomainError::NotFound(format!("user {username:?}")));
+        }
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let mut recent: Vec<_> = self
+            .store
+            .list_audit(Some(username), Some(now.minus(day)))
+            .await?
+            .into_iter()
+            .filter(|r| match r.event.as_str() {
+                "lock" | "unlock" => true,
+                "login" | "reset" => r.outcome != AuditOutcome::Success.as_str(),
+                _ => false,
+            })
+            .collect();
+        recent.drain(..recent.len().saturating_sub(RECENT_ATTEMPTS));
+        Ok(LockoutState { buckets, recent })
     }
 
     /// Removes a user with their sessions and counters; audited.

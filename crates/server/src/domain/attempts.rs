@@ -9,12 +9,16 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use super::audit::{AuditEvent, AuditOutcome, RequestContext};
+use super::familiar;
 use super::lockout::{
-    self, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, IpLimit, RESERVATION_TTL,
+    self, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, Failure, IpLimit,
+    RESERVATION_TTL, Uncounted,
 };
 use super::{DomainError, SessionService};
-use crate::crypto::Admission;
-use crate::store::{CounterKey, CounterStore, CountersChange, StoreResult, UserRecord};
+use crate::crypto::{Admission, AttemptDigest};
+use crate::store::{
+    CounterKey, CounterStore, CountersChange, PreviousPassword, StoreResult, UserRecord,
+};
 use crate::time::Timestamp;
 
 /// Pause between tries while a username's verifications are all in flight.
@@ -33,32 +37,39 @@ pub trait CounterRules: CounterStore + Sync {
         Ok(answer)
     }
 
-    /// Ends a reservation other than by success; returns the end of the lock a failure
-    /// started, if it started one.
-    async fn finish_attempt(&self, end: &AttemptEnd) -> StoreResult<Option<Timestamp>> {
+    /// Ends a reservation other than by success; says what became of a failure.
+    async fn finish_attempt(&self, end: &AttemptEnd) -> StoreResult<Option<Failure>> {
         let held = self
-            .lock_counters(&username_key(&end.username, end.now))
+            .lock_counters(&username_key(&end.username, &end.bucket, end.now))
             .await?;
-        let (locked, change) = lockout::finish(held.counters(), end);
+        let (failure, change) = lockout::finish(held.counters(), end);
         held.apply(&change).await?;
-        Ok(locked)
+        Ok(failure)
     }
 
-    /// An administrator's unlock at `now`; false when nothing counted against the username.
+    /// An administrator's unlock at `now`, of every bucket of the username; false when
+    /// nothing counted against it.
     async fn clear_failures(&self, username: &str, now: Timestamp) -> StoreResult<bool> {
-        let held = self.lock_counters(&username_key(username, now)).await?;
-        match lockout::unlock(held.counters(), username, now) {
-            Some(change) => held.apply(&change).await.map(|()| true),
-            None => Ok(false),
+        let mut cleared = false;
+        for record in self.lockouts(username).await? {
+            let held = self
+                .lock_counters(&username_key(username, &record.bucket, now))
+                .await?;
+            if let Some(change) = lockout::unlock(held.counters(), username, &record.bucket, now) {
+                held.apply(&change).await?;
+                cleared = true;
+            }
         }
+        Ok(cleared)
     }
 }
 
 impl<S: CounterStore + Sync + ?Sized> CounterRules for S {}
 
-fn username_key(username: &str, now: Timestamp) -> CounterKey {
+fn username_key(username: &str, bucket: &str, now: Timestamp) -> CounterKey {
     CounterKey {
         username: username.to_owned(),
+        bucket: bucket.to_owned(),
         address: None,
         now,
     }
@@ -67,11 +78,20 @@ fn username_key(username: &str, now: Timestamp) -> CounterKey {
 /// A granted password verification, to be finished exactly once.
 pub(super) struct Attempt<'a> {
     pub(super) username: &'a str,
-    pub(super) id: String,
-    /// The login's client address, which a failure is logged against.
-    ip: Option<String>,
+    /// What was reserved: its id, bucket and address.
+    request: AttemptRequest,
+    /// The familiar source a success is recorded for, when familiar sources are on.
+    source: Option<String>,
     /// Its place among the hashes, taken first so that overload is shed before any write.
     admission: Admission,
+}
+
+/// What a verification found.
+pub(super) struct Checked {
+    /// The user, if the password is theirs.
+    pub(super) user: Option<UserRecord>,
+    /// The presented password as the lockout remembers it.
+    pub(super) digest: AttemptDigest,
 }
 
 impl SessionService {
@@ -82,13 +102,27 @@ impl SessionService {
     /// shed at once, before it writes anything.
     pub(super) async fn reserve_attempt<'a>(
         &self,
+        ctx: &RequestContext,
         username: &'a str,
         ip: Option<IpLimit>,
         now: Timestamp,
     ) -> Result<Attempt<'a>, DomainError> {
         let admission = self.hasher.admit()?;
+        let source = ctx
+            .ip
+            .and_then(|ip| self.policy.familiar_sources.source_of(ip));
+        let last_success = match &source {
+            Some(source) => self.store.familiar_since(username, source).await?,
+            None => None,
+        };
         let request = AttemptRequest {
             username: username.to_owned(),
+            bucket: familiar::bucket(
+                source.as_deref(),
+                last_success,
+                self.policy.familiar_source_window,
+                now,
+            ),
             attempt_id: self.random_id(16),
             threshold: self.policy.lockout_threshold,
             ip,
@@ -101,8 +135,8 @@ impl SessionService {
                 AttemptReservation::Granted => {
                     return Ok(Attempt {
                         username,
-                        id: request.attempt_id,
-                        ip: request.ip.map(|ip| ip.ip),
+                        request,
+                        source,
                         admission,
                     });
                 }
@@ -120,21 +154,25 @@ impl SessionService {
         }
     }
 
-    /// The user if `password` is theirs. Abandons the attempt if the check itself fails.
+    /// Whether `password` is the user's, with its digest, from one argon2 computation.
+    /// Abandons the attempt if the check itself fails.
     pub(super) async fn verify_user(
         &self,
         attempt: &Attempt<'_>,
         password: &SecretString,
         now: Timestamp,
-    ) -> Result<Option<UserRecord>, DomainError> {
+    ) -> Result<Checked, DomainError> {
         let checked = async {
             let user = self.store.find_user(attempt.username).await?;
             let stored = user.as_ref().map(|u| u.password_hash.as_str());
-            let ok = self
+            let verification = self
                 .hasher
-                .verify_admitted(&attempt.admission, password, stored)
+                .verify_attempt(&attempt.admission, attempt.username, password, stored)
                 .await?;
-            Ok::<_, DomainError>(user.filter(|_| ok))
+            Ok::<_, DomainError>(Checked {
+                user: user.filter(|_| verification.matched),
+                digest: verification.digest,
+            })
         }
         .await;
         if checked.is_err() {
@@ -144,28 +182,77 @@ impl SessionService {
         checked
     }
 
-    /// Counts a wrong password; audits and reports the lock it starts, if any.
+    /// Ends an attempt with a wrong password (`digest`): counts it unless a rule forgives
+    /// it, reports the lock it starts, and audits `event`'s failure with the rule that
+    /// applied.
     pub(super) async fn fail_attempt(
         &self,
         ctx: &RequestContext,
+        event: AuditEvent,
         attempt: &Attempt<'_>,
+        digest: AttemptDigest,
         now: Timestamp,
     ) -> Result<(), DomainError> {
         let lock_until = self
             .policy
             .lockout_duration
             .map_or(Timestamp::NEVER, |d| now.plus(d));
-        let outcome = AttemptOutcome::Failed { lock_until };
-        if let Some(until) = self.finish_attempt(attempt, outcome, now).await? {
+        let outcome = AttemptOutcome::Failed { lock_until, digest };
+        let failure = self.finish_attempt(attempt, outcome, now).await?;
+        let Some(failure) = failure else {
+            return Ok(());
+        };
+        let threshold = self.policy.lockout_threshold;
+        let bucket = &attempt.request.bucket;
+        let place = if bucket.is_empty() {
+            String::new()
+        } else {
+            format!(" from familiar source {bucket}")
+        };
+        let (outcome, detail) = match failure {
+            Failure::Counted { failures, .. } => (
+                AuditOutcome::InvalidCredentials,
+                format!("counted: failure {failures} of {threshold}{place}"),
+            ),
+            Failure::Uncounted(why) => {
+                metrics::counter!("login_failures_uncounted_total", "reason" => why.as_str())
+                    .increment(1);
+                let text = match why {
+                    Uncounted::Forgiven => "it arrived before a successful login",
+                    Uncounted::Repeated => "the same wrong password already counts",
+                    Uncounted::StalePassword => "the password the last reset replaced",
+                };
+                let outcome = if why == Uncounted::StalePassword {
+                    AuditOutcome::StalePassword
+                } else {
+                    AuditOutcome::InvalidCredentials
+                };
+                (outcome, format!("not counted: {text}{place}"))
+            }
+        };
+        self.audit(
+            now,
+            event,
+            outcome,
+            Some(attempt.username),
+            ctx,
+            Some(detail),
+        )
+        .await;
+        if let Failure::Counted {
+            locked: Some(until),
+            ..
+        } = failure
+        {
             metrics::counter!("lockouts_total").increment(1);
             tracing::warn!(
                 username = attempt.username,
+                bucket = %bucket,
                 until = %until.to_rfc3339(),
-                "username locked after {} consecutive failures",
-                self.policy.lockout_threshold
+                "username locked after {threshold} consecutive failures"
             );
             let detail = format!(
-                "locked until {} ({} s)",
+                "locked until {} ({} s){place}",
                 until.to_rfc3339(),
                 now.until(until).as_secs()
             );
@@ -187,16 +274,30 @@ impl SessionService {
         attempt: &Attempt<'_>,
         outcome: AttemptOutcome,
         now: Timestamp,
-    ) -> Result<Option<Timestamp>, DomainError> {
+    ) -> Result<Option<Failure>, DomainError> {
         let end = AttemptEnd {
             username: attempt.username.to_owned(),
-            attempt_id: attempt.id.clone(),
+            bucket: attempt.request.bucket.clone(),
+            attempt_id: attempt.request.attempt_id.clone(),
             threshold: self.policy.lockout_threshold,
             outcome,
             now,
-            ip: attempt.ip.clone(),
+            ip: attempt.request.ip.as_ref().map(|ip| ip.ip.clone()),
         };
         Ok(self.store.finish_attempt(&end).await?)
+    }
+
+    /// What a reset remembers of the password it replaced, for the grace period.
+    pub(super) fn previous_password(
+        &self,
+        digest: AttemptDigest,
+        now: Timestamp,
+    ) -> Option<PreviousPassword> {
+        let grace = self.policy.previous_password_grace;
+        (!grace.is_zero()).then(|| PreviousPassword {
+            digest,
+            until: now.plus(grace),
+        })
     }
 
     /// The counters' change of a verification that proved the password: decided when this is
@@ -210,7 +311,10 @@ impl SessionService {
         now: Timestamp,
     ) -> CountersChange {
         let success_at = now.plus(self.time.monotonic().saturating_sub(started));
-        lockout::succeeded(attempt.username, &attempt.id, success_at, now)
+        CountersChange {
+            familiar: attempt.source.clone(),
+            ..lockout::succeeded(&attempt.request, success_at)
+        }
     }
 
     /// Refuses an address already at its limit with a read, before any write: a flood from a

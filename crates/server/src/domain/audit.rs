@@ -51,6 +51,8 @@ pub enum AuditOutcome {
     Locked,
     /// Refused: the client address has too many failures.
     Throttled,
+    /// Refused: the password the user's last reset replaced, recognised and not counted.
+    StalePassword,
     /// Anything else (an expired session, a store fault).
     Error,
 }
@@ -63,6 +65,7 @@ impl AuditOutcome {
             Self::InvalidCredentials => "invalid_credentials",
             Self::Locked => "locked",
             Self::Throttled => "throttled",
+            Self::StalePassword => "stale_password",
             Self::Error => "error",
         }
     }

@@ -14,6 +14,17 @@
 //!        └────────────────────────── t passes (next event sees n = 0) ───────────┘
 //! ```
 //!
+//! What counts as a failure (smart lockout):
+//!
+//! - **A repeated wrong password counts once.** Each counted failure remembers its password as
+//!   a keyed digest ([`crate::crypto::AttemptDigest`]); the same password again, while the
+//!   count lasts, is answered alike but not counted, and not logged against the address: it
+//!   is no new guess. Every distinct guess still counts, so the guessing budget is unchanged.
+//! - **The password a reset replaced is recognised, not counted**, until its grace period
+//!   ends: workers of a fleet still retrying it cannot lock out the one holding the new one.
+//! - **Buckets.** With familiar sources on, a network the user logged in from recently has
+//!   counters of its own; every other source shares one. Each bucket runs the machine above.
+//!
 //! Around that, two rules keep parallel requests honest:
 //!
 //! - **Reservations.** A verification starts only if the failures already counted plus the
@@ -26,6 +37,7 @@
 
 use std::time::Duration;
 
+use crate::crypto::AttemptDigest;
 use crate::store::{
     AddressCounters, AddressWindow, Count, CounterKey, Counters, CountersChange, NewReservation,
 };
@@ -36,6 +48,8 @@ use crate::time::Timestamp;
 pub struct AttemptRequest {
     /// The username as given (after NFC normalisation).
     pub username: String,
+    /// Which of the username's counters the attempt counts against.
+    pub bucket: String,
     /// Unique per attempt: how the reservation is found again to end it.
     pub attempt_id: String,
     /// Failures plus verifications in flight may not exceed this.
@@ -86,12 +100,14 @@ pub enum AttemptReservation {
 /// it starts, or the reset it applies: see [`succeeded`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
-    /// Adds a failure, unless the request arrived before the user's latest success; locks
-    /// until `lock_until` when the count reaches the threshold. A login's failure is also
-    /// logged against its client address.
+    /// A wrong password: adds a failure unless a rule forgives it (see [`Failure`]); locks
+    /// until `lock_until` when the count reaches the threshold. A counted (or forgiven)
+    /// login's failure is also logged against its client address.
     Failed {
         /// When the lock this failure starts would end.
         lock_until: Timestamp,
+        /// The presented password, as the lockout remembers it.
+        digest: AttemptDigest,
     },
     /// Neither counts nor clears: the verification could not be completed.
     Abandoned,
@@ -102,6 +118,8 @@ pub enum AttemptOutcome {
 pub struct AttemptEnd {
     /// The username the reservation was made for.
     pub username: String,
+    /// The bucket it was made in.
+    pub bucket: String,
     /// The reservation's id.
     pub attempt_id: String,
     /// Failures that lock the username.
@@ -115,11 +133,48 @@ pub struct AttemptEnd {
     pub ip: Option<String>,
 }
 
+/// What became of a failed verification: the audit log says which rule applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// It counts: `failures` now count in its bucket; `locked` is the lock it started.
+    Counted {
+        /// Failures counted in the bucket, this one included.
+        failures: u32,
+        /// The end of the lock this failure started, if it started one.
+        locked: Option<Timestamp>,
+    },
+    /// It does not count, for this reason.
+    Uncounted(Uncounted),
+}
+
+/// Why a wrong password did not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uncounted {
+    /// The request arrived before a success of the user (it raced that success).
+    Forgiven,
+    /// The same wrong password already counts in the bucket.
+    Repeated,
+    /// The password the last reset replaced, within its grace period.
+    StalePassword,
+}
+
+impl Uncounted {
+    /// The name in metrics (`reason`) and the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forgiven => "forgiven",
+            Self::Repeated => "repeated",
+            Self::StalePassword => "stale_password",
+        }
+    }
+}
+
 impl AttemptRequest {
     /// Whose counters the reservation reads.
     pub fn key(&self) -> CounterKey {
         CounterKey {
             username: self.username.clone(),
+            bucket: self.bucket.clone(),
             address: self.ip.as_ref().map(IpLimit::window),
             now: self.now,
         }
@@ -157,11 +212,13 @@ pub fn reserve(c: &Counters, request: &AttemptRequest) -> (AttemptReservation, C
     let (failures, locked_until, lock_ended) = in_force(c, request.now);
     let mut change = CountersChange {
         username: request.username.clone(),
+        bucket: request.bucket.clone(),
         // An ended lock is written off, so that the count starts again.
         count: lock_ended.then_some(Count {
             failures: 0,
             locked_until: None,
         }),
+        forget_remembered: lock_ended,
         at: request.now,
         ..CountersChange::default()
     };
@@ -187,23 +244,36 @@ pub fn reserve(c: &Counters, request: &AttemptRequest) -> (AttemptReservation, C
     (answer, change)
 }
 
-/// A granted attempt ended other than by success. Returns the end of the lock this failure
-/// started, if it started one: a lock already in force is never extended.
-pub fn finish(c: &Counters, end: &AttemptEnd) -> (Option<Timestamp>, CountersChange) {
+/// A granted attempt ended other than by success: what became of its failure (`None` when it
+/// was abandoned). A lock already in force is never extended.
+pub fn finish(c: &Counters, end: &AttemptEnd) -> (Option<Failure>, CountersChange) {
     let mut change = CountersChange {
         username: end.username.clone(),
+        bucket: end.bucket.clone(),
         release: Some(end.attempt_id.clone()),
         at: end.now,
         ..CountersChange::default()
     };
-    let AttemptOutcome::Failed { lock_until } = end.outcome else {
+    let AttemptOutcome::Failed { lock_until, digest } = end.outcome else {
         return (None, change);
     };
-    change.address_failure = end.ip.clone();
     if end.now < c.forgiven_before {
-        return (None, change);
+        change.address_failure = end.ip.clone();
+        return (Some(Failure::Uncounted(Uncounted::Forgiven)), change);
     }
-    let (failures, locked_until, _) = in_force(c, end.now);
+    let stale = c
+        .previous
+        .as_ref()
+        .is_some_and(|p| end.now < p.until && digest.matches(&p.digest));
+    if stale {
+        return (Some(Failure::Uncounted(Uncounted::StalePassword)), change);
+    }
+    let (failures, locked_until, lock_ended) = in_force(c, end.now);
+    // The remembered passwords belong to the count: an ended lock took them with it.
+    if !lock_ended && digest.is_among(&c.remembered) {
+        return (Some(Failure::Uncounted(Uncounted::Repeated)), change);
+    }
+    change.address_failure = end.ip.clone();
     let failures = failures.saturating_add(1);
     let starts = locked_until.is_none() && failures >= end.threshold;
     change.count = Some(Count {
@@ -214,40 +284,49 @@ pub fn finish(c: &Counters, end: &AttemptEnd) -> (Option<Timestamp>, CountersCha
             locked_until
         },
     });
-    (starts.then_some(lock_until), change)
+    change.forget_remembered = lock_ended;
+    change.remember = Some(digest);
+    let locked = starts.then_some(lock_until);
+    (Some(Failure::Counted { failures, locked }), change)
 }
 
-/// A granted attempt proved the password, decided at `success_at`: the count and any lock go,
-/// and every request that arrived before `success_at` is forgiven. Needs no read, so a login
-/// writes it in the same statement batch as its session.
-pub fn succeeded(
-    username: &str,
-    attempt_id: &str,
-    success_at: Timestamp,
-    now: Timestamp,
-) -> CountersChange {
+/// A granted attempt proved the password, decided at `success_at`: the bucket's count, its
+/// lock and its remembered passwords go, and every request that arrived before `success_at`
+/// is forgiven. Needs no read, so a login writes it in the same statement batch as its
+/// session.
+pub fn succeeded(request: &AttemptRequest, success_at: Timestamp) -> CountersChange {
     CountersChange {
-        username: username.to_owned(),
+        username: request.username.clone(),
+        bucket: request.bucket.clone(),
         count: Some(Count {
             failures: 0,
             locked_until: None,
         }),
+        forget_remembered: true,
         forgive_before: Some(success_at),
-        release: Some(attempt_id.to_owned()),
-        at: now,
+        release: Some(request.attempt_id.clone()),
+        at: request.now,
         ..CountersChange::default()
     }
 }
 
-/// An administrator ends a lock at `now`, forgiving as a success does; `None` when nothing
-/// counted against the username.
-pub fn unlock(c: &Counters, username: &str, now: Timestamp) -> Option<CountersChange> {
-    (c.failures > 0 || c.locked_until.is_some()).then(|| CountersChange {
+/// An administrator ends a bucket's lock at `now`, forgiving as a success does; `None` when
+/// nothing counted against the username there.
+pub fn unlock(
+    c: &Counters,
+    username: &str,
+    bucket: &str,
+    now: Timestamp,
+) -> Option<CountersChange> {
+    let counting = c.failures > 0 || c.locked_until.is_some() || !c.remembered.is_empty();
+    counting.then(|| CountersChange {
         username: username.to_owned(),
+        bucket: bucket.to_owned(),
         count: Some(Count {
             failures: 0,
             locked_until: None,
         }),
+        forget_remembered: true,
         forgive_before: Some(now),
         at: now,
         ..CountersChange::default()
@@ -261,12 +340,14 @@ pub const RESERVATION_TTL: Duration = Duration::from_secs(30);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::PreviousPassword;
 
     const T0: Timestamp = Timestamp(1_000_000);
 
     fn request(now: Timestamp) -> AttemptRequest {
         AttemptRequest {
             username: "u".into(),
+            bucket: String::new(),
             attempt_id: "a".into(),
             threshold: 3,
             ip: None,
@@ -275,17 +356,28 @@ mod tests {
         }
     }
 
-    fn failed(now: Timestamp) -> AttemptEnd {
+    fn password(text: &str) -> AttemptDigest {
+        AttemptDigest::derive(text.as_bytes(), "u")
+    }
+
+    fn failed_with(now: Timestamp, text: &str) -> AttemptEnd {
         AttemptEnd {
             username: "u".into(),
+            bucket: String::new(),
             attempt_id: "a".into(),
             threshold: 3,
             outcome: AttemptOutcome::Failed {
                 lock_until: now.plus(Duration::from_secs(60)),
+                digest: password(text),
             },
             now,
             ip: Some("192.0.2.1".into()),
         }
+    }
+
+    /// A wrong password no earlier failure used.
+    fn failed(now: Timestamp) -> AttemptEnd {
+        failed_with(now, &format!("guess at {}", now.0))
     }
 
     /// The counters after a change, as a store would leave them (reservations aside).
@@ -298,22 +390,33 @@ mod tests {
         if let Some(t) = change.forgive_before {
             next.forgiven_before = next.forgiven_before.max(t);
         }
+        if change.forget_remembered {
+            next.remembered.clear();
+        }
+        next.remembered.extend(change.remember);
         next
+    }
+
+    fn locked(failure: Option<Failure>) -> Option<Timestamp> {
+        match failure {
+            Some(Failure::Counted { locked, .. }) => locked,
+            _ => None,
+        }
     }
 
     #[test]
     fn the_threshold_th_failure_locks_once_and_a_lock_is_never_extended() {
         let mut c = Counters::default();
         for i in 1..=3 {
-            let (locked, change) = finish(&c, &failed(T0));
-            assert_eq!(locked.is_some(), i == 3, "failure {i}");
+            let (failure, change) = finish(&c, &failed_with(T0, &format!("guess {i}")));
+            assert_eq!(locked(failure).is_some(), i == 3, "failure {i}");
             c = after(c, &change);
         }
         assert_eq!(c.locked_until, Some(T0.plus(Duration::from_secs(60))));
         let later = T0.plus(Duration::from_secs(10));
-        let (locked, change) = finish(&c, &failed(later));
-        assert_eq!(locked, None);
-        assert_eq!(after(c, &change).locked_until, c.locked_until);
+        let (failure, change) = finish(&c, &failed(later));
+        assert_eq!(locked(failure), None);
+        assert_eq!(after(c.clone(), &change).locked_until, c.locked_until);
         assert_eq!(
             reserve(&c, &request(later)).0,
             AttemptReservation::Locked {
@@ -327,6 +430,7 @@ mod tests {
         let c = Counters {
             failures: 3,
             locked_until: Some(T0),
+            remembered: vec![password("old guess")],
             ..Counters::default()
         };
         let (answer, change) = reserve(&c, &request(T0));
@@ -338,9 +442,18 @@ mod tests {
                 locked_until: None
             })
         );
-        let (locked, change) = finish(&c, &failed(T0));
-        assert_eq!(locked, None);
-        assert_eq!(change.count.map(|c| c.failures), Some(1));
+        assert!(change.forget_remembered);
+        // A guess remembered by the ended count counts again.
+        let (failure, change) = finish(&c, &failed_with(T0, "old guess"));
+        assert_eq!(
+            failure,
+            Some(Failure::Counted {
+                failures: 1,
+                locked: None
+            })
+        );
+        assert!(change.forget_remembered);
+        assert_eq!(after(c, &change).remembered, vec![password("old guess")]);
     }
 
     #[test]
@@ -359,13 +472,131 @@ mod tests {
     fn a_failure_that_arrived_before_a_success_does_not_count_but_is_logged() {
         let c = after(
             Counters::default(),
-            &succeeded("u", "s", T0.plus(Duration::from_secs(1)), T0),
+            &succeeded(&request(T0), T0.plus(Duration::from_secs(1))),
         );
-        let (locked, change) = finish(&c, &failed(T0));
-        assert_eq!((locked, change.count), (None, None));
+        let (failure, change) = finish(&c, &failed(T0));
+        assert_eq!(failure, Some(Failure::Uncounted(Uncounted::Forgiven)));
+        assert_eq!(change.count, None);
+        assert_eq!(change.remember, None);
         assert_eq!(change.address_failure.as_deref(), Some("192.0.2.1"));
         let (_, counted) = finish(&c, &failed(T0.plus(Duration::from_secs(1))));
         assert_eq!(counted.count.map(|c| c.failures), Some(1));
+    }
+
+    #[test]
+    fn a_repeated_wrong_password_counts_once_and_is_not_logged_against_the_address() {
+        let mut c = Counters::default();
+        let (first, change) = finish(&c, &failed_with(T0, "guess"));
+        assert_eq!(
+            first,
+            Some(Failure::Counted {
+                failures: 1,
+                locked: None
+            })
+        );
+        assert_eq!(change.remember, Some(password("guess")));
+        c = after(c, &change);
+        for i in 1..100 {
+            let (again, change) =
+                finish(&c, &failed_with(T0.plus(Duration::from_secs(i)), "guess"));
+            assert_eq!(again, Some(Failure::Uncounted(Uncounted::Repeated)));
+            assert_eq!((change.count, change.remember), (None, None));
+            assert_eq!(change.address_failure, None);
+            assert_eq!(change.release.as_deref(), Some("a"));
+            c = after(c, &change);
+        }
+        assert_eq!(c.failures, 1);
+        // Distinct guesses still count, up to the lock.
+        let (_, change) = finish(&c, &failed_with(T0, "second"));
+        c = after(c, &change);
+        let (third, _) = finish(&c, &failed_with(T0, "third"));
+        assert_eq!(locked(third), Some(T0.plus(Duration::from_secs(60))));
+    }
+
+    #[test]
+    fn a_success_or_an_unlock_forgets_the_remembered_passwords() {
+        let c = after(
+            Counters::default(),
+            &finish(&Counters::default(), &failed_with(T0, "guess")).1,
+        );
+        let change = succeeded(&request(T0), T0);
+        assert!(change.forget_remembered);
+        let cleared = after(c.clone(), &change);
+        let (again, _) = finish(
+            &cleared,
+            &failed_with(T0.plus(Duration::from_secs(1)), "guess"),
+        );
+        assert!(matches!(again, Some(Failure::Counted { failures: 1, .. })));
+        let change = unlock(&c, "u", "", T0).expect("a failure to forget");
+        assert!(change.forget_remembered);
+        // Only remembered passwords left (a count cleared by hand): unlock still forgets them.
+        let only_remembered = Counters {
+            remembered: vec![password("guess")],
+            ..Counters::default()
+        };
+        assert!(unlock(&only_remembered, "u", "", T0).is_some());
+    }
+
+    #[test]
+    fn the_replaced_password_is_not_counted_until_its_grace_period_ends() {
+        let until = T0.plus(Duration::from_secs(600));
+        let c = Counters {
+            previous: Some(PreviousPassword {
+                digest: password("old"),
+                until,
+            }),
+            ..Counters::default()
+        };
+        for at in [T0, until.minus(Duration::from_millis(1))] {
+            let (failure, change) = finish(&c, &failed_with(at, "old"));
+            assert_eq!(failure, Some(Failure::Uncounted(Uncounted::StalePassword)));
+            assert_eq!((change.count, change.address_failure), (None, None));
+        }
+        let (failure, _) = finish(&c, &failed_with(until, "old"));
+        assert!(matches!(
+            failure,
+            Some(Failure::Counted { failures: 1, .. })
+        ));
+        let (failure, _) = finish(&c, &failed_with(T0, "another"));
+        assert!(matches!(
+            failure,
+            Some(Failure::Counted { failures: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn an_abandoned_attempt_only_ends_its_reservation() {
+        let end = AttemptEnd {
+            outcome: AttemptOutcome::Abandoned,
+            ..failed(T0)
+        };
+        let (failure, change) = finish(&Counters::default(), &end);
+        assert_eq!(failure, None);
+        assert_eq!(
+            change,
+            CountersChange {
+                username: "u".into(),
+                release: Some("a".into()),
+                at: T0,
+                ..CountersChange::default()
+            }
+        );
+    }
+
+    #[test]
+    fn buckets_are_named_in_every_change() {
+        let req = AttemptRequest {
+            bucket: "192.0.2.0/24".into(),
+            ..request(T0)
+        };
+        assert_eq!(reserve(&Counters::default(), &req).1.bucket, "192.0.2.0/24");
+        assert_eq!(succeeded(&req, T0).bucket, "192.0.2.0/24");
+        let end = AttemptEnd {
+            bucket: "192.0.2.0/24".into(),
+            ..failed(T0)
+        };
+        assert_eq!(finish(&Counters::default(), &end).1.bucket, "192.0.2.0/24");
+        assert_eq!(req.key().bucket, "192.0.2.0/24");
     }
 
     #[test]
@@ -398,12 +629,12 @@ mod tests {
 
     #[test]
     fn unlock_forgets_only_what_counts() {
-        assert_eq!(unlock(&Counters::default(), "u", T0), None);
+        assert_eq!(unlock(&Counters::default(), "u", "", T0), None);
         let c = Counters {
             failures: 1,
             ..Counters::default()
         };
-        let change = unlock(&c, "u", T0).expect("a failure to forget");
+        let change = unlock(&c, "u", "", T0).expect("a failure to forget");
         assert_eq!(after(c, &change).failures, 0);
         assert_eq!(change.forgive_before, Some(T0));
     }

@@ -9,6 +9,7 @@ mod admin;
 mod attempts;
 mod audit;
 mod error;
+mod familiar;
 mod idempotency;
 pub mod lockout;
 mod oauth;
@@ -19,10 +20,14 @@ mod service;
 mod simulator;
 mod username;
 
-pub use admin::{AddedUser, Admin, NewClient, NewUser, SessionSummary, UserStatus};
+pub use admin::{
+    AddedUser, Admin, BucketState, LockoutState, NewClient, NewUser, RECENT_ATTEMPTS,
+    SessionSummary, UserStatus,
+};
 pub use attempts::CounterRules;
 pub use audit::{AuditEvent, AuditOutcome, RequestContext};
 pub use error::DomainError;
+pub use familiar::FamiliarSources;
 pub use oauth::{
     AuthenticatedClient, ClientCredentials, IssuedApiToken, RevokeOutcome, normalize_scope,
 };

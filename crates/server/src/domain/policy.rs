@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use super::FamiliarSources;
+
 /// The rules a deployment may tune; defaults are the platform's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -14,6 +16,14 @@ pub struct Policy {
     pub lockout_threshold: u32,
     /// How long a lock lasts; `None` locks until an administrator unlocks.
     pub lockout_duration: Option<Duration>,
+    /// How long after a reset the password it replaced is recognised and not counted as a
+    /// failure (`domain/lockout.rs`); zero turns the rule off.
+    pub previous_password_grace: Duration,
+    /// Whether a source the user logged in from recently counts its failures apart
+    /// (`domain/familiar.rs`).
+    pub familiar_sources: FamiliarSources,
+    /// How long after its last successful login a source stays familiar.
+    pub familiar_source_window: Duration,
     /// Failed logins one client IP may make per window before every login from it is
     /// throttled; 0 turns the throttle off.
     pub ip_failure_limit: u32,
@@ -54,6 +64,9 @@ impl Default for Policy {
             max_sessions_per_user: None,
             lockout_threshold: 5,
             lockout_duration: Some(Duration::from_secs(15 * 60)),
+            previous_password_grace: Duration::from_secs(24 * 3600),
+            familiar_sources: FamiliarSources::Off,
+            familiar_source_window: Duration::from_secs(30 * 24 * 3600),
             ip_failure_limit: 100,
             ip_failure_window: Duration::from_secs(3600),
             attempt_wait: Duration::from_secs(5),

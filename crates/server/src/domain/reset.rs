@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::audit::{AuditEvent, RequestContext};
+use super::audit::{AuditEvent, AuditOutcome, RequestContext};
 use super::idempotency::{Repeat, judge, validate_key};
 use super::lockout::AttemptOutcome;
 use super::service::AuthenticatedSession;
@@ -55,15 +55,18 @@ impl SessionService {
                     .await
             }
         };
-        self.audit_result(
-            now,
-            AuditEvent::Reset,
-            &result,
-            Some(&session.username),
-            ctx,
-            detail,
-        )
-        .await;
+        // A wrong old password was audited where the rule it met was known (`fail_attempt`).
+        if AuditOutcome::of(&result) != AuditOutcome::InvalidCredentials {
+            self.audit_result(
+                now,
+                AuditEvent::Reset,
+                &result,
+                Some(&session.username),
+                ctx,
+                detail,
+            )
+            .await;
+        }
         result
     }
 
@@ -188,14 +191,24 @@ impl SessionService {
         at: Arrival,
     ) -> Result<SecretString, DomainError> {
         let (now, started) = at;
-        let attempt = self.reserve_attempt(&session.username, None, now).await?;
-        let Some(user) = self.verify_user(&attempt, old_password, now).await? else {
-            self.fail_attempt(ctx, &attempt, now).await?;
+        let attempt = self
+            .reserve_attempt(ctx, &session.username, None, now)
+            .await?;
+        let checked = self.verify_user(&attempt, old_password, now).await?;
+        let Some(user) = checked.user else {
+            self.fail_attempt(ctx, AuditEvent::Reset, &attempt, checked.digest, now)
+                .await?;
             return Err(DomainError::OldPasswordMismatch);
         };
         let new_password = generate_password(self.rng.as_ref());
-        let new_hash = match self.hasher.hash(&new_password).await {
-            Ok(hash) => hash,
+        // The replaced password's digest under the new salt: a worker still presenting it is
+        // recognised from the one computation its login makes anyway.
+        let replacing = self
+            .hasher
+            .hash_replacing(&new_password, old_password, &user.username)
+            .await;
+        let (new_hash, replaced) = match replacing {
+            Ok(hashed) => hashed,
             Err(e) => {
                 self.finish_attempt(&attempt, AttemptOutcome::Abandoned, now)
                     .await?;
@@ -208,6 +221,7 @@ impl SessionService {
             new_hash,
             keep_session: session.digest,
             counters: self.attempt_succeeded(&attempt, started, now),
+            previous: self.previous_password(replaced, now),
             idempotency: idempotency.map(|(seal, mut record)| {
                 record.answer = Some(seal.seal(self.rng.as_ref(), &new_password));
                 record
@@ -223,7 +237,19 @@ impl SessionService {
         }
         match applied {
             Ok(true) => Ok(new_password),
-            Ok(false) => Err(DomainError::OldPasswordMismatch),
+            Ok(false) => {
+                let detail = "not counted: the password changed while it was checked";
+                self.audit(
+                    now,
+                    AuditEvent::Reset,
+                    AuditOutcome::InvalidCredentials,
+                    Some(attempt.username),
+                    ctx,
+                    Some(detail.into()),
+                )
+                .await;
+                Err(DomainError::OldPasswordMismatch)
+            }
             // The idempotency record exists: another request with the key was first.
             Err(StoreError::Conflict) => Err(DomainError::AlreadyExists("idempotency key".into())),
             Err(e) => Err(e.into()),

@@ -108,8 +108,9 @@ impl SessionService {
         let result = self.login_unaudited(ctx, username, password, now).await;
         let outcome = AuditOutcome::of(&result);
         metrics::counter!("login_total", "result" => outcome.as_str()).increment(1);
-        // A session that started was audited in the transaction that stored it.
-        if result.is_err() {
+        // A session that started was audited in the transaction that stored it, a wrong
+        // password where the rule it met was known (`fail_attempt`).
+        if result.is_err() && outcome != AuditOutcome::InvalidCredentials {
             self.audit_result(now, AuditEvent::Login, &result, Some(username), ctx, None)
                 .await;
         }
@@ -130,10 +131,11 @@ impl SessionService {
         if let Some(ip) = &ip {
             self.refuse_throttled(ip, now).await?;
         }
-        let attempt = self.reserve_attempt(username, ip, now).await?;
-        let verified = self.verify_user(&attempt, password, now).await?;
-        let Some(user) = verified else {
-            self.fail_attempt(ctx, &attempt, now).await?;
+        let attempt = self.reserve_attempt(ctx, username, ip, now).await?;
+        let checked = self.verify_user(&attempt, password, now).await?;
+        let Some(user) = checked.user else {
+            self.fail_attempt(ctx, AuditEvent::Login, &attempt, checked.digest, now)
+                .await?;
             return Err(DomainError::InvalidCredentials);
         };
         self.rehash_if_needed(&user, password).await;
@@ -260,6 +262,7 @@ impl SessionService {
             .purge_counters(
                 unknown_failures_before,
                 now.minus(self.policy.ip_failure_window),
+                now.minus(self.policy.familiar_source_window),
                 now,
             )
             .await?;

@@ -7,13 +7,19 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
+use crate::crypto::AttemptDigest;
 use crate::time::Timestamp;
+
+/// The bucket every source shares unless familiar sources are on and the source is familiar.
+pub const SHARED_BUCKET: &str = "";
 
 /// Whose counters a request locks: a username's and, for a login, its client address's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterKey {
     /// The username as given.
     pub username: String,
+    /// Which of the username's counters: [`SHARED_BUCKET`], or a familiar source's network.
+    pub bucket: String,
     /// For a login: its client address and window.
     pub address: Option<AddressWindow>,
     /// Reservations that lapsed by then are not counted as in flight.
@@ -29,8 +35,8 @@ pub struct AddressWindow {
     pub since: Timestamp,
 }
 
-/// A username's counters as stored, read under its lock.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A username's counters (in one bucket) as stored, read under its lock.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Consecutive failures counted since the last success, unlock or ended lock.
     pub failures: u32,
@@ -43,6 +49,21 @@ pub struct Counters {
     pub in_flight: u32,
     /// The client address's counters, when the key named one.
     pub address: Option<AddressCounters>,
+    /// The wrong passwords counted in `failures`, as digests: the same one again is not
+    /// counted twice.
+    pub remembered: Vec<AttemptDigest>,
+    /// The password the user's last reset replaced, while it is recognised.
+    pub previous: Option<PreviousPassword>,
+}
+
+/// The password a reset replaced, remembered as the digest a login presenting it will have,
+/// until `until`: a worker still retrying it is recognised and not counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousPassword {
+    /// See [`crate::crypto::PasswordHasher::hash_replacing`].
+    pub digest: AttemptDigest,
+    /// The end of the grace period.
+    pub until: Timestamp,
 }
 
 /// A client address's failures within its window, and its verifications in flight.
@@ -71,8 +92,17 @@ pub struct Count {
 pub struct CountersChange {
     /// Whose counters change.
     pub username: String,
+    /// In which bucket.
+    pub bucket: String,
     /// Replaces the count and lock.
     pub count: Option<Count>,
+    /// Forgets the bucket's remembered wrong passwords (the count started again), before
+    /// `remember` is added.
+    pub forget_remembered: bool,
+    /// Remembers a counted wrong password.
+    pub remember: Option<AttemptDigest>,
+    /// A success came from this familiar-source network, at `at`.
+    pub familiar: Option<String>,
     /// Raises `forgiven_before` to this (never lowers it).
     pub forgive_before: Option<Timestamp>,
     /// Records a verification in flight.
@@ -86,7 +116,7 @@ pub struct CountersChange {
 }
 
 impl CountersChange {
-    /// Whether the username's counter row is written.
+    /// Whether the username's counter row (of the bucket) is written.
     pub fn touches_counter(&self) -> bool {
         self.count.is_some() || self.forgive_before.is_some()
     }

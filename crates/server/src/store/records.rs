@@ -1,6 +1,6 @@
 use std::fmt;
 
-use super::CountersChange;
+use super::{CountersChange, PreviousPassword};
 use crate::crypto::TokenDigest;
 use crate::time::Timestamp;
 
@@ -27,11 +27,14 @@ impl fmt::Debug for UserRecord {
     }
 }
 
-/// Consecutive failures for one username as given, and the end of its lock if locked.
+/// Consecutive failures for one username as given, in one bucket, and the end of its lock if
+/// locked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockoutRecord {
     /// The username as given.
     pub username: String,
+    /// [`super::SHARED_BUCKET`], or the familiar source's network the counters are for.
+    pub bucket: String,
     /// Consecutive failures counted.
     pub failures: u32,
     /// When the lock ends, if locked.
@@ -127,6 +130,9 @@ pub struct PasswordReset {
     pub keep_session: TokenDigest,
     /// The reset's success on the username's counters, in the same transaction.
     pub counters: CountersChange,
+    /// The replaced password, to be recognised for a while (replaces any earlier one); `None`
+    /// forgets any earlier one.
+    pub previous: Option<PreviousPassword>,
     /// Recorded in the same transaction when the request carried an `Idempotency-Key`; a
     /// record already there for (user, key) fails the whole reset with `Conflict`.
     pub idempotency: Option<IdempotencyRecord>,

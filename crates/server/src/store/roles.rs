@@ -48,21 +48,27 @@ pub trait CounterStore {
         &'a self,
         key: &CounterKey,
     ) -> StoreResult<Box<dyn LockedCounters + 'a>>;
-    /// The username's failures and lock; `None` when nothing counts against it.
-    async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>>;
-    /// Usernames with failures or a lock.
+    /// The username's failures and lock in each bucket where something counts against it.
+    async fn lockouts(&self, username: &str) -> StoreResult<Vec<LockoutRecord>>;
+    /// Usernames with failures or a lock, one record per bucket.
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>>;
+    /// When the username last logged in successfully from the familiar-source `network`.
+    async fn familiar_since(&self, username: &str, network: &str)
+    -> StoreResult<Option<Timestamp>>;
     /// The address's failures within its window, read without holding anything: a hint that
     /// lets an address already at its limit be refused before any write.
     async fn address_failures(&self, window: &AddressWindow) -> StoreResult<AddressCounters>;
     /// Forgets what no longer counts: failure counters of usernames that are not users, not
     /// locked and untouched since `unknown_failures_before` (they expire with the lock
     /// window); failures of client addresses logged at or before `ip_failures_until`;
-    /// reservations that have expired at `now`. Returns how many rows went.
+    /// reservations that have expired at `now`; replaced passwords no longer recognised at
+    /// `now`; familiar sources last seen at or before `familiar_until`. Returns how many rows
+    /// went.
     async fn purge_counters(
         &self,
         unknown_failures_before: Timestamp,
         ip_failures_until: Timestamp,
+        familiar_until: Timestamp,
         now: Timestamp,
     ) -> StoreResult<u64>;
 }

@@ -6,9 +6,9 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{
     AddressCounters, ApiTokenRecord, AuditRecord, ClientRecord, Counters, IdempotencyRecord,
-    LockoutRecord, SessionRecord, UserRecord,
+    LockoutRecord, PreviousPassword, SessionRecord, UserRecord,
 };
-use crate::crypto::TokenDigest;
+use crate::crypto::{AttemptDigest, TokenDigest};
 use crate::time::Timestamp;
 
 /// The column types the schema uses, read by name.
@@ -76,6 +76,7 @@ pub(super) fn user(row: &impl Columns) -> Result<UserRecord, sqlx::Error> {
 pub(super) fn lockout(row: &impl Columns) -> Result<LockoutRecord, sqlx::Error> {
     Ok(LockoutRecord {
         username: row.text("username")?,
+        bucket: row.text("bucket")?,
         failures: count(row.int("failures")?),
         locked_until: row.opt_int("locked_until")?.map(Timestamp),
         updated_at: ts(row, "updated_at")?,
@@ -157,6 +158,26 @@ pub(super) fn counters(row: &impl Columns, with_address: bool) -> Result<Counter
         forgiven_before: Timestamp(row.opt_int("forgiven_before")?.unwrap_or(0)),
         in_flight: count(row.int("in_flight")?),
         address,
+        remembered: Vec::new(),
+        previous: match row.opt_bytes("previous_digest")? {
+            Some(bytes) => Some(PreviousPassword {
+                digest: attempt_digest(&bytes, "previous_digest")?,
+                until: ts(row, "previous_until")?,
+            }),
+            None => None,
+        },
+    })
+}
+
+/// One remembered wrong password, from the `digest` column.
+pub(super) fn remembered(row: &impl Columns) -> Result<AttemptDigest, sqlx::Error> {
+    attempt_digest(&row.bytes("digest")?, "digest")
+}
+
+fn attempt_digest(bytes: &[u8], col: &str) -> Result<AttemptDigest, sqlx::Error> {
+    AttemptDigest::from_slice(bytes).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: col.to_owned(),
+        source: "attempt digest is not 16 bytes".into(),
     })
 }
 

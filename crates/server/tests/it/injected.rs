@@ -66,6 +66,7 @@ async fn a_busy_username_is_waited_for_on_the_clock_handed_in() {
     for i in 0..5 {
         let request = AttemptRequest {
             username: USERNAME.into(),
+            bucket: String::new(),
             attempt_id: format!("held-{i}"),
             threshold: 5,
             ip: None,

@@ -16,6 +16,7 @@ use crate::support::*;
 fn request(id: &str) -> AttemptRequest {
     AttemptRequest {
         username: "ann".into(),
+        bucket: String::new(),
         attempt_id: id.into(),
         threshold: 5,
         ip: None,
@@ -36,7 +37,7 @@ fn start(id: &str) -> SessionStart {
             last_used_at: T0,
             account: None,
         },
-        counters: lockout::succeeded("ann", id, T0, T0),
+        counters: lockout::succeeded(&request(id), T0),
         keep_sessions: Some(3),
         audit: AuditRecord {
             time: T0,
@@ -81,6 +82,7 @@ async fn batches_cancelled_half_way_leave_no_transaction_open() {
 fn abandon(id: &str) -> AttemptEnd {
     AttemptEnd {
         username: "ann".into(),
+        bucket: String::new(),
         attempt_id: id.into(),
         threshold: 5,
         outcome: AttemptOutcome::Abandoned,

@@ -20,6 +20,30 @@ use tokio::task::JoinHandle;
 pub const T0: Timestamp = Timestamp(1_700_000_000_000);
 pub use m2m_session_testkit::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
 
+/// The shared bucket's counters of a username, where most tests look (familiar sources off).
+#[allow(async_fn_in_trait)]
+pub trait SharedLockout {
+    /// `None` when nothing counts against the username in the shared bucket.
+    async fn lockout(
+        &self,
+        username: &str,
+    ) -> m2m_session_server::store::StoreResult<Option<m2m_session_server::store::LockoutRecord>>;
+}
+
+impl<S: m2m_session_server::store::CounterStore + Sync + ?Sized> SharedLockout for S {
+    async fn lockout(
+        &self,
+        username: &str,
+    ) -> m2m_session_server::store::StoreResult<Option<m2m_session_server::store::LockoutRecord>>
+    {
+        Ok(self
+            .lockouts(username)
+            .await?
+            .into_iter()
+            .find(|r| r.bucket == m2m_session_server::store::SHARED_BUCKET))
+    }
+}
+
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }

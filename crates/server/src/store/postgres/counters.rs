@@ -49,13 +49,14 @@ pub(super) async fn apply_change(
     }
     if let Some(reserve) = &change.reserve {
         sqlx::query(
-            "INSERT INTO login_attempts (attempt_id, username, expires_at, ip)
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO login_attempts (attempt_id, username, expires_at, ip, bucket)
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&reserve.attempt_id)
         .bind(&change.username)
         .bind(reserve.expires_at.0)
         .bind(reserve.ip.as_deref())
+        .bind(&change.bucket)
         .execute(&mut **tx)
         .await
         .map_err(map_err)?;
@@ -72,9 +73,9 @@ pub(super) async fn apply_change(
         let count = change.count;
         sqlx::query(
             "INSERT INTO login_failures
-               (username, failures, locked_until, updated_at, forgiven_before)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (username) DO UPDATE
+               (username, failures, locked_until, updated_at, forgiven_before, bucket)
+             VALUES ($1, $2, $3, $4, $5, $7)
+             ON CONFLICT (username, bucket) DO UPDATE
                SET failures = CASE WHEN $6 THEN excluded.failures
                                    ELSE login_failures.failures END,
                    locked_until = CASE WHEN $6 THEN excluded.locked_until
@@ -89,6 +90,42 @@ pub(super) async fn apply_change(
         .bind(change.at.0)
         .bind(change.forgive_before.map_or(0, |t| t.0))
         .bind(count.is_some())
+        .bind(&change.bucket)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    }
+    if change.forget_remembered {
+        sqlx::query("DELETE FROM failed_passwords WHERE username = $1 AND bucket = $2")
+            .bind(&change.username)
+            .bind(&change.bucket)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
+    if let Some(digest) = &change.remember {
+        sqlx::query(
+            "INSERT INTO failed_passwords (username, bucket, digest, at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&change.username)
+        .bind(&change.bucket)
+        .bind(digest.as_bytes())
+        .bind(change.at.0)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    }
+    if let Some(network) = &change.familiar {
+        sqlx::query(
+            "INSERT INTO familiar_sources (username, network, last_success_at) VALUES ($1, $2, $3)
+             ON CONFLICT (username, network) DO UPDATE
+               SET last_success_at = GREATEST(familiar_sources.last_success_at,
+                                              excluded.last_success_at)",
+        )
+        .bind(&change.username)
+        .bind(network)
+        .bind(change.at.0)
         .execute(&mut **tx)
         .await
         .map_err(map_err)?;
@@ -128,37 +165,50 @@ impl CounterStore for PostgresStore {
         }
         // One statement, one snapshot: a failure finishing meanwhile on another node moves
         // from the reservations to the log without being missed by both counts.
-        let counters = sqlx::query(
+        let mut counters = sqlx::query(
             "SELECT f.failures, f.locked_until, f.forgiven_before,
-                    (SELECT COUNT(*) FROM login_attempts WHERE username = $1 AND expires_at > $2)
-                      AS in_flight,
+                    (SELECT COUNT(*) FROM login_attempts
+                     WHERE username = $1 AND bucket = $5 AND expires_at > $2) AS in_flight,
                     (SELECT COUNT(*) FROM ip_failure_log WHERE ip = $3 AND at > $4)
                       AS ip_failures,
                     (SELECT MIN(at) FROM ip_failure_log WHERE ip = $3 AND at > $4)
                       AS oldest_ip_failure,
                     (SELECT COUNT(*) FROM login_attempts WHERE ip = $3 AND expires_at > $2)
-                      AS ip_in_flight
-             FROM (SELECT 1) AS one LEFT JOIN login_failures f ON f.username = $1",
+                      AS ip_in_flight,
+                    p.digest AS previous_digest, p.until AS previous_until
+             FROM (SELECT 1) AS one
+               LEFT JOIN login_failures f ON f.username = $1 AND f.bucket = $5
+               LEFT JOIN previous_passwords p ON p.username = $1 AND p.until > $2",
         )
         .bind(&key.username)
         .bind(key.now.0)
         .bind(address.map(|a| a.ip.as_str()))
         .bind(address.map_or(0, |a| a.since.0))
+        .bind(&key.bucket)
         .try_map(|row: PgRow| rows::counters(&row, address.is_some()))
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
+        counters.remembered =
+            sqlx::query("SELECT digest FROM failed_passwords WHERE username = $1 AND bucket = $2")
+                .bind(&key.username)
+                .bind(&key.bucket)
+                .try_map(|row: PgRow| rows::remembered(&row))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
         Ok(Box::new(Held { tx, counters }))
     }
 
-    async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>> {
+    async fn lockouts(&self, username: &str) -> StoreResult<Vec<LockoutRecord>> {
         sqlx::query(
             "SELECT * FROM login_failures
-             WHERE username = $1 AND (failures > 0 OR locked_until IS NOT NULL)",
+             WHERE username = $1 AND (failures > 0 OR locked_until IS NOT NULL)
+             ORDER BY bucket",
         )
         .bind(username)
         .try_map(|r: PgRow| rows::lockout(&r))
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(map_err)
     }
@@ -166,11 +216,27 @@ impl CounterStore for PostgresStore {
     async fn list_lockouts(&self) -> StoreResult<Vec<LockoutRecord>> {
         sqlx::query(
             "SELECT * FROM login_failures
-             WHERE failures > 0 OR locked_until IS NOT NULL ORDER BY username",
+             WHERE failures > 0 OR locked_until IS NOT NULL ORDER BY username, bucket",
         )
         .try_map(|r: PgRow| rows::lockout(&r))
         .fetch_all(&self.pool)
         .await
+        .map_err(map_err)
+    }
+
+    async fn familiar_since(
+        &self,
+        username: &str,
+        network: &str,
+    ) -> StoreResult<Option<Timestamp>> {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT last_success_at FROM familiar_sources WHERE username = $1 AND network = $2",
+        )
+        .bind(username)
+        .bind(network)
+        .fetch_optional(&self.pool)
+        .await
+        .map(|t| t.map(Timestamp))
         .map_err(map_err)
     }
 
@@ -190,6 +256,7 @@ impl CounterStore for PostgresStore {
         &self,
         unknown_failures_before: Timestamp,
         ip_failures_until: Timestamp,
+        familiar_until: Timestamp,
         now: Timestamp,
     ) -> StoreResult<u64> {
         let failures = sqlx::query(
@@ -204,18 +271,36 @@ impl CounterStore for PostgresStore {
         .await
         .map_err(map_err)?
         .rows_affected();
-        let windows = sqlx::query("DELETE FROM ip_failure_log WHERE at <= $1")
-            .bind(ip_failures_until.0)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-        let reservations = sqlx::query("DELETE FROM login_attempts WHERE expires_at <= $1")
-            .bind(now.0)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-        Ok(failures + windows + reservations)
+        let orphans = sqlx::query(
+            "DELETE FROM failed_passwords p
+             WHERE NOT EXISTS (SELECT 1 FROM login_failures f
+                               WHERE f.username = p.username AND f.bucket = p.bucket)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        // Each of the rest deletes the rows of one table at or before one cutoff.
+        let mut purged = failures + orphans;
+        for (sql, cutoff) in [
+            (
+                "DELETE FROM ip_failure_log WHERE at <= $1",
+                ip_failures_until,
+            ),
+            ("DELETE FROM login_attempts WHERE expires_at <= $1", now),
+            ("DELETE FROM previous_passwords WHERE until <= $1", now),
+            (
+                "DELETE FROM familiar_sources WHERE last_success_at <= $1",
+                familiar_until,
+            ),
+        ] {
+            purged += sqlx::query(sql)
+                .bind(cutoff.0)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+        }
+        Ok(purged)
     }
 }

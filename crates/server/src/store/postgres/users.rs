@@ -49,11 +49,13 @@ impl UserStore for PostgresStore {
             .await
             .map_err(map_err)?
             .rows_affected();
-        sqlx::query("DELETE FROM login_failures WHERE username = $1")
-            .bind(username)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        for table in ["login_failures", "failed_passwords"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE username = $1"))
+                .bind(username)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(removed > 0)
     }
@@ -91,6 +93,22 @@ impl UserStore for PostgresStore {
             .await
             .map_err(map_err)?;
         apply_change(&mut tx, &reset.counters).await?;
+        sqlx::query("DELETE FROM previous_passwords WHERE username = $1")
+            .bind(&reset.username)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(previous) = &reset.previous {
+            sqlx::query(
+                "INSERT INTO previous_passwords (username, digest, until) VALUES ($1, $2, $3)",
+            )
+            .bind(&reset.username)
+            .bind(previous.digest.as_bytes())
+            .bind(previous.until.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
         if let Some(record) = &reset.idempotency {
             sqlx::query(
                 "INSERT INTO idempotency_records

@@ -38,20 +38,28 @@ impl CounterStore for SqliteStore {
     ) -> StoreResult<Box<dyn LockedCounters + 'a>> {
         let mut write = self.write(None).await?;
         let address = key.address.as_ref();
+        // The remembered digests follow the counters' row in the same answer. `?N` names the
+        // same argument in every statement of a batch (each statement must name all of
+        // `?1`..`?N` it uses up to its highest, or sqlx binds the gaps positionally).
         let batch = sqlx::query(
             "BEGIN IMMEDIATE;
              SELECT f.failures, f.locked_until, f.forgiven_before,
-                    (SELECT COUNT(*) FROM login_attempts WHERE username = ?1 AND expires_at > ?2)
-                      AS in_flight,
-                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = ?3 AND at > ?4)
+                    (SELECT COUNT(*) FROM login_attempts
+                     WHERE username = ?1 AND bucket = ?2 AND expires_at > ?3) AS in_flight,
+                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = ?4 AND at > ?5)
                       AS ip_failures,
-                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = ?3 AND at > ?4)
+                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = ?4 AND at > ?5)
                       AS oldest_ip_failure,
-                    (SELECT COUNT(*) FROM login_attempts WHERE ip = ?3 AND expires_at > ?2)
-                      AS ip_in_flight
-             FROM (SELECT 1) LEFT JOIN login_failures f ON f.username = ?1;",
+                    (SELECT COUNT(*) FROM login_attempts WHERE ip = ?4 AND expires_at > ?3)
+                      AS ip_in_flight,
+                    p.digest AS previous_digest, p.until AS previous_until
+             FROM (SELECT 1)
+               LEFT JOIN login_failures f ON f.username = ?1 AND f.bucket = ?2
+               LEFT JOIN previous_passwords p ON p.username = ?1 AND p.until > ?3;
+             SELECT digest FROM failed_passwords WHERE username = ?1 AND bucket = ?2;",
         )
         .bind(&key.username)
+        .bind(&key.bucket)
         .bind(key.now.0)
         .bind(address.map(|a| a.ip.as_str()))
         .bind(address.map_or(0, |a| a.since.0));
@@ -66,14 +74,15 @@ impl CounterStore for SqliteStore {
         }
     }
 
-    async fn lockout(&self, username: &str) -> StoreResult<Option<LockoutRecord>> {
+    async fn lockouts(&self, username: &str) -> StoreResult<Vec<LockoutRecord>> {
         sqlx::query(concat!(
             "SELECT * FROM login_failures WHERE username = ? AND ",
-            counting_sql!()
+            counting_sql!(),
+            " ORDER BY bucket"
         ))
         .bind(username)
         .try_map(|r: SqliteRow| rows::lockout(&r))
-        .fetch_optional(&self.readers)
+        .fetch_all(&self.readers)
         .await
         .map_err(map_err)
     }
@@ -82,11 +91,27 @@ impl CounterStore for SqliteStore {
         sqlx::query(concat!(
             "SELECT * FROM login_failures WHERE ",
             counting_sql!(),
-            " ORDER BY username"
+            " ORDER BY username, bucket"
         ))
         .try_map(|r: SqliteRow| rows::lockout(&r))
         .fetch_all(&self.readers)
         .await
+        .map_err(map_err)
+    }
+
+    async fn familiar_since(
+        &self,
+        username: &str,
+        network: &str,
+    ) -> StoreResult<Option<Timestamp>> {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT last_success_at FROM familiar_sources WHERE username = ? AND network = ?",
+        )
+        .bind(username)
+        .bind(network)
+        .fetch_optional(&self.readers)
+        .await
+        .map(|t| t.map(Timestamp))
         .map_err(map_err)
     }
 
@@ -106,10 +131,12 @@ impl CounterStore for SqliteStore {
         &self,
         unknown_failures_before: Timestamp,
         ip_failures_until: Timestamp,
+        familiar_until: Timestamp,
         now: Timestamp,
     ) -> StoreResult<u64> {
         let mut write = self.write(None).await?;
-        // One round trip: each DELETE is followed by the count of the rows it removed.
+        // One round trip: each DELETE is followed by the count of the rows it removed. Plain
+        // `?`s, bound in order (see `lock_counters` on `?N` in batches).
         let batch = sqlx::query(
             "BEGIN IMMEDIATE;
              DELETE FROM login_failures
@@ -117,16 +144,27 @@ impl CounterStore for SqliteStore {
                AND (locked_until IS NULL OR locked_until <= ?)
                AND username NOT IN (SELECT username FROM users);
              SELECT changes();
+             DELETE FROM failed_passwords
+             WHERE NOT EXISTS (SELECT 1 FROM login_failures f
+                               WHERE f.username = failed_passwords.username
+                                 AND f.bucket = failed_passwords.bucket);
+             SELECT changes();
              DELETE FROM ip_failure_log WHERE at <= ?;
              SELECT changes();
              DELETE FROM login_attempts WHERE expires_at <= ?;
+             SELECT changes();
+             DELETE FROM previous_passwords WHERE until <= ?;
+             SELECT changes();
+             DELETE FROM familiar_sources WHERE last_success_at <= ?;
              SELECT changes();
              COMMIT;",
         )
         .bind(unknown_failures_before.0)
         .bind(now.0)
         .bind(ip_failures_until.0)
-        .bind(now.0);
+        .bind(now.0)
+        .bind(now.0)
+        .bind(familiar_until.0);
         let purged = write.transaction(batch).await.and_then(|rows| {
             rows.iter().try_fold(0u64, |sum, row| {
                 let n = row.try_get::<i64, _>(0).map_err(map_err)?;
@@ -137,10 +175,17 @@ impl CounterStore for SqliteStore {
     }
 }
 
-/// The counters from the row of the `lock_counters` read.
+/// The counters from the rows of the `lock_counters` read: the counters' row, then one row
+/// per remembered digest.
 fn read_counters(rows: &[SqliteRow], with_address: bool) -> StoreResult<Counters> {
-    let row = rows
-        .first()
+    let (row, digests) = rows
+        .split_first()
         .ok_or_else(|| StoreError::Backend("the counters read returned nothing".into()))?;
-    rows::counters(row, with_address).map_err(map_err)
+    let mut counters = rows::counters(row, with_address).map_err(map_err)?;
+    counters.remembered = digests
+        .iter()
+        .map(rows::remembered)
+        .collect::<Result<_, _>>()
+        .map_err(map_err)?;
+    Ok(counters)
 }

@@ -9,6 +9,7 @@ use sqlx::Sqlite;
 use sqlx::query::Query;
 use sqlx::sqlite::SqliteArguments;
 
+use crate::crypto::AttemptDigest;
 use crate::store::{AuditRecord, CountersChange, SessionRecord, StoreError};
 
 pub(super) type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
@@ -28,20 +29,30 @@ macro_rules! insert_audit_sql {
 }
 
 /// Writes a [`CountersChange`]: each statement does nothing when its part is unset (a `NULL`
-/// id, address or flag), so one text serves every change and fits in any batch.
+/// id, address or digest, or a false flag), so one text serves every change and fits in any
+/// batch.
 macro_rules! apply_change_sql {
     () => {
         "DELETE FROM login_attempts WHERE attempt_id = ?;
-         INSERT INTO login_attempts (attempt_id, username, expires_at, ip)
-           SELECT ?, ?, ?, ? WHERE ? IS NOT NULL;
+         INSERT INTO login_attempts (attempt_id, username, expires_at, ip, bucket)
+           SELECT ?, ?, ?, ?, ? WHERE ? IS NOT NULL;
          INSERT INTO ip_failure_log (ip, at) SELECT ?, ? WHERE ? IS NOT NULL;
-         INSERT INTO login_failures (username, failures, locked_until, updated_at, forgiven_before)
-           SELECT ?, ?, ?, ?, ? WHERE ?
-           ON CONFLICT (username) DO UPDATE
+         INSERT INTO login_failures
+             (username, bucket, failures, locked_until, updated_at, forgiven_before)
+           SELECT ?, ?, ?, ?, ?, ? WHERE ?
+           ON CONFLICT (username, bucket) DO UPDATE
              SET failures = CASE WHEN ? THEN excluded.failures ELSE failures END,
                  locked_until = CASE WHEN ? THEN excluded.locked_until ELSE locked_until END,
                  updated_at = excluded.updated_at,
-                 forgiven_before = MAX(forgiven_before, excluded.forgiven_before);"
+                 forgiven_before = MAX(forgiven_before, excluded.forgiven_before);
+         DELETE FROM failed_passwords WHERE username = ? AND bucket = ? AND ?;
+         INSERT INTO failed_passwords (username, bucket, digest, at)
+           SELECT ?, ?, ?, ? WHERE ? IS NOT NULL
+           ON CONFLICT DO NOTHING;
+         INSERT INTO familiar_sources (username, network, last_success_at)
+           SELECT ?, ?, ? WHERE ? IS NOT NULL
+           ON CONFLICT (username, network) DO UPDATE
+             SET last_success_at = MAX(last_success_at, excluded.last_success_at);"
     };
 }
 
@@ -84,17 +95,21 @@ pub(super) fn bind_change<'q>(
     let reserve = change.reserve.as_ref();
     let reserved = reserve.map(|r| r.attempt_id.as_str());
     let count = change.count;
+    let remember = change.remember.as_ref().map(AttemptDigest::as_bytes);
+    let (username, bucket) = (&change.username, &change.bucket);
     query
         .bind(change.release.as_deref())
         .bind(reserved)
-        .bind(&change.username)
+        .bind(username)
         .bind(reserve.map(|r| r.expires_at.0))
         .bind(reserve.and_then(|r| r.ip.as_deref()))
+        .bind(bucket)
         .bind(reserved)
         .bind(change.address_failure.as_deref())
         .bind(change.at.0)
         .bind(change.address_failure.as_deref())
-        .bind(&change.username)
+        .bind(username)
+        .bind(bucket)
         .bind(count.map_or(0, |c| i64::from(c.failures)))
         .bind(count.and_then(|c| c.locked_until).map(|t| t.0))
         .bind(change.at.0)
@@ -102,6 +117,18 @@ pub(super) fn bind_change<'q>(
         .bind(change.touches_counter())
         .bind(count.is_some())
         .bind(count.is_some())
+        .bind(username)
+        .bind(bucket)
+        .bind(change.forget_remembered)
+        .bind(username)
+        .bind(bucket)
+        .bind(remember)
+        .bind(change.at.0)
+        .bind(remember)
+        .bind(username)
+        .bind(change.familiar.as_deref())
+        .bind(change.at.0)
+        .bind(change.familiar.as_deref())
 }
 
 pub(super) fn map_err(e: sqlx::Error) -> StoreError {

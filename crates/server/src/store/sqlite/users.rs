@@ -45,11 +45,13 @@ impl UserStore for SqliteStore {
             .await
             .map_err(map_err)?
             .rows_affected();
-        sqlx::query("DELETE FROM login_failures WHERE username = ?")
-            .bind(username)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        for table in ["login_failures", "failed_passwords"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE username = ?"))
+                .bind(username)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
         tx.commit().await.map_err(map_err)?;
         write.done(Ok(removed > 0)).await
     }
@@ -82,7 +84,10 @@ impl UserStore for SqliteStore {
             "DELETE FROM sessions WHERE username = ? AND token_hash <> ?;
              UPDATE sessions SET last_used_at = ? WHERE token_hash = ?;",
             apply_change_sql!(),
-            "INSERT INTO idempotency_records (username, idem_key, fingerprint, answer, created_at)
+            "DELETE FROM previous_passwords WHERE username = ?;
+             INSERT INTO previous_passwords (username, digest, until)
+               SELECT ?, ?, ? WHERE ? IS NOT NULL;
+             INSERT INTO idempotency_records (username, idem_key, fingerprint, answer, created_at)
                SELECT ?, ?, ?, ?, ? WHERE ? IS NOT NULL;
              COMMIT;"
         ))
@@ -90,7 +95,14 @@ impl UserStore for SqliteStore {
         .bind(keep)
         .bind(reset.now.0)
         .bind(keep);
+        let previous = reset.previous.as_ref();
+        let previous_digest = previous.map(|p| p.digest.as_bytes());
         let rest = bind_change(rest, &reset.counters)
+            .bind(&reset.username)
+            .bind(&reset.username)
+            .bind(previous_digest)
+            .bind(previous.map(|p| p.until.0))
+            .bind(previous_digest)
             .bind(record.map(|r| r.username.as_str()))
             .bind(record.map(|r| r.key.as_str()))
             .bind(record.map(|r| r.fingerprint.as_slice()))

@@ -36,11 +36,15 @@ pub async fn failures_lock_once_and_locks_are_never_extended(store: Arc<dyn Stor
                 .unwrap(),
             GRANTED
         );
-        let locked = store
+        let failure = store
             .finish_attempt(&end("dan", &id, failed(lock_until), T0))
             .await
             .unwrap();
-        assert_eq!(locked, (i == 4).then_some(lock_until), "attempt {i}");
+        let counted = Failure::Counted {
+            failures: i + 1,
+            locked: (i == 4).then_some(lock_until),
+        };
+        assert_eq!(failure, Some(counted), "attempt {i}");
     }
     assert_eq!(
         store
@@ -65,7 +69,10 @@ pub async fn failures_lock_once_and_locks_are_never_extended(store: Arc<dyn Stor
             .finish_attempt(&end("dan", "y", failed(after.plus(mins(15))), after))
             .await
             .unwrap(),
-        None
+        Some(Failure::Counted {
+            failures: 1,
+            locked: None
+        })
     );
     assert_eq!(store.lockout("dan").await.unwrap().unwrap().failures, 1);
     // Abandoning neither counts nor clears (a login's success clears: see `start_session`).
@@ -315,20 +322,21 @@ pub async fn stale_counters_of_unknown_names_are_purged(store: Arc<dyn Store>) {
     let at = T0.plus(mins(10));
     assert_eq!(
         store
-            .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at)
+            .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at, at)
             .await
             .unwrap(),
         1
     );
-    // Sixteen minutes on: the unknown name's counter and its expired lock go; the real user's
-    // counter stays (its failures are consecutive however old); the IP window stays an hour.
+    // Sixteen minutes on: the unknown name's counter and its expired lock go, with the
+    // wrong passwords they remembered (2 + 5); the real user's counter stays (its failures
+    // are consecutive however old); the IP window stays an hour.
     let at = T0.plus(mins(16));
     assert_eq!(
         store
-            .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at)
+            .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at, at)
             .await
             .unwrap(),
-        2
+        2 + 7
     );
     assert!(store.lockout("ghost").await.unwrap().is_none());
     assert!(store.lockout("locked-ghost").await.unwrap().is_none());
@@ -336,10 +344,179 @@ pub async fn stale_counters_of_unknown_names_are_purged(store: Arc<dyn Store>) {
     let at = T0.plus(mins(61));
     assert_eq!(
         store
-            .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at)
+            .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at, at)
             .await
             .unwrap(),
         1,
         "the address's failure leaves with its window"
     );
+}
+
+async fn fail_in(
+    store: &Arc<dyn Store>,
+    name: &str,
+    bucket: &str,
+    id: &str,
+    guess: &str,
+    at: Timestamp,
+) -> (AttemptReservation, Option<Failure>) {
+    let request = AttemptRequest {
+        bucket: bucket.into(),
+        ..attempt(name, id, at)
+    };
+    let reserved = store.reserve_attempt(&request).await.unwrap();
+    if reserved != GRANTED {
+        return (reserved, None);
+    }
+    let end = AttemptEnd {
+        bucket: bucket.into(),
+        ..end_from(
+            name,
+            id,
+            failed_with(at.plus(mins(15)), guess),
+            at,
+            "192.0.2.44",
+        )
+    };
+    (reserved, store.finish_attempt(&end).await.unwrap())
+}
+
+pub async fn a_repeated_wrong_password_counts_once_until_the_count_starts_again(
+    store: Arc<dyn Store>,
+) {
+    let window = IpLimit {
+        ip: "192.0.2.44".into(),
+        limit: 100,
+        since: T0.minus(mins(60)),
+    }
+    .window();
+    assert!(matches!(
+        fail_in(&store, "ray", "", "first", "guess", T0).await.1,
+        Some(Failure::Counted { failures: 1, .. })
+    ));
+    for i in 0..20 {
+        let (_, failure) = fail_in(&store, "ray", "", &format!("again{i}"), "guess", T0).await;
+        assert_eq!(failure, Some(Failure::Uncounted(Uncounted::Repeated)));
+    }
+    assert_eq!(store.lockout("ray").await.unwrap().unwrap().failures, 1);
+    // Only the counted failure is logged against the address: a repeat is no new guess.
+    assert_eq!(store.address_failures(&window).await.unwrap().failures, 1);
+    // Another name's same password counts for that name.
+    assert!(matches!(
+        fail_in(&store, "sam", "", "sam", "guess", T0).await.1,
+        Some(Failure::Counted { failures: 1, .. })
+    ));
+    // Distinct guesses lock as ever; the repeats took no reservation with them.
+    for (i, guess) in ["b", "c", "d", "e"].into_iter().enumerate() {
+        let (_, failure) = fail_in(&store, "ray", "", guess, guess, T0).await;
+        let locked = (i == 3).then_some(T0.plus(mins(15)));
+        assert_eq!(
+            failure,
+            Some(Failure::Counted {
+                failures: i as u32 + 2,
+                locked
+            })
+        );
+    }
+    // An unlock starts the count again and forgets what was remembered.
+    assert!(store.clear_failures("ray", T0.plus(secs(1))).await.unwrap());
+    let later = T0.plus(secs(2));
+    assert!(matches!(
+        fail_in(&store, "ray", "", "fresh", "guess", later).await.1,
+        Some(Failure::Counted { failures: 1, .. })
+    ));
+}
+
+pub async fn buckets_count_apart_and_an_unlock_clears_them_all(store: Arc<dyn Store>) {
+    let familiar = "192.0.2.0/24";
+    for i in 0..5 {
+        let guess = format!("attacker {i}");
+        fail_in(&store, "una", "", &guess, &guess, T0).await;
+    }
+    let (locked, _) = fail_in(&store, "una", "", "shared", "x", T0).await;
+    assert_eq!(
+        locked,
+        AttemptReservation::Locked {
+            until: T0.plus(mins(15))
+        }
+    );
+    // The familiar bucket is untouched, and its failures count on their own.
+    let (granted, failure) = fail_in(&store, "una", familiar, "fam", "typo", T0).await;
+    assert_eq!(granted, GRANTED);
+    assert_eq!(
+        failure,
+        Some(Failure::Counted {
+            failures: 1,
+            locked: None
+        })
+    );
+    // A repeat is judged within its own bucket: the attacker's guess counts here.
+    assert!(matches!(
+        fail_in(&store, "una", familiar, "fam2", "attacker 0", T0)
+            .await
+            .1,
+        Some(Failure::Counted { failures: 2, .. })
+    ));
+    let records = store.lockouts("una").await.unwrap();
+    let seen: Vec<_> = records
+        .iter()
+        .map(|r| (r.bucket.as_str(), r.failures, r.locked_until.is_some()))
+        .collect();
+    assert_eq!(seen, [("", 5, true), (familiar, 2, false)]);
+    assert_eq!(store.list_lockouts().await.unwrap().len(), 2);
+    assert!(store.clear_failures("una", T0.plus(secs(1))).await.unwrap());
+    assert!(store.lockouts("una").await.unwrap().is_empty());
+    assert!(!store.clear_failures("una", T0.plus(secs(2))).await.unwrap());
+}
+
+pub async fn a_success_records_its_familiar_source_until_purged(store: Arc<dyn Store>) {
+    seed_records(store.as_ref(), &["vic"]).await;
+    let network = "192.0.2.0/24";
+    assert_eq!(store.familiar_since("vic", network).await.unwrap(), None);
+    store
+        .reserve_attempt(&attempt("vic", "ok", T0))
+        .await
+        .unwrap();
+    let mut ok = start(&session("vic", "c1"), "ok", None);
+    ok.counters.familiar = Some(network.into());
+    store.start_session(&ok).await.unwrap();
+    assert_eq!(
+        store.familiar_since("vic", network).await.unwrap(),
+        Some(T0)
+    );
+    assert_eq!(
+        store
+            .familiar_since("vic", "198.51.100.0/24")
+            .await
+            .unwrap(),
+        None
+    );
+    // A later success moves it on, an earlier one never back.
+    for (id, at) in [("later", T0.plus(mins(5))), ("earlier", T0)] {
+        store
+            .reserve_attempt(&attempt("vic", id, at))
+            .await
+            .unwrap();
+        let mut again = start(&session("vic", "c1"), id, None);
+        again.counters.familiar = Some(network.into());
+        again.counters.at = at;
+        store.start_session(&again).await.unwrap();
+    }
+    assert_eq!(
+        store.familiar_since("vic", network).await.unwrap(),
+        Some(T0.plus(mins(5)))
+    );
+    let at = T0.plus(mins(10));
+    let purge = |familiar_until| {
+        let store = store.clone();
+        async move {
+            store
+                .purge_counters(at.minus(mins(15)), at.minus(mins(60)), familiar_until, at)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(purge(T0).await, 0);
+    assert_eq!(purge(T0.plus(mins(5))).await, 1);
+    assert_eq!(store.familiar_since("vic", network).await.unwrap(), None);
 }

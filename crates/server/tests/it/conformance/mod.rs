@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
-use m2m_session_server::crypto::{OsRandomness, SessionToken, digest};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use m2m_session_server::crypto::{AttemptDigest, OsRandomness, SessionToken, digest};
 use m2m_session_server::domain::CounterRules;
 use m2m_session_server::domain::lockout::{
-    self, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, IpLimit,
+    self, AttemptEnd, AttemptOutcome, AttemptRequest, AttemptReservation, Failure, IpLimit,
+    Uncounted,
 };
 use m2m_session_server::store::{
     AddressCounters, ApiTokenRecord, AuditRecord, ClientRecord, PasswordReset, SessionRecord,
@@ -73,9 +76,7 @@ fn start(session: &SessionRecord, attempt_id: &str, keep_sessions: Option<u32>) 
     SessionStart {
         session: session.clone(),
         counters: lockout::succeeded(
-            &session.username,
-            attempt_id,
-            session.created_at,
+            &attempt(&session.username, attempt_id, session.created_at),
             session.created_at,
         ),
         keep_sessions,
@@ -97,6 +98,7 @@ fn api_token(client_id: &str, scope: &str, seed: u8, at: Timestamp) -> ApiTokenR
 fn attempt(name: &str, id: &str, now: Timestamp) -> AttemptRequest {
     AttemptRequest {
         username: name.into(),
+        bucket: String::new(),
         attempt_id: id.into(),
         threshold: 5,
         ip: None,
@@ -120,6 +122,7 @@ fn attempt_from(name: &str, id: &str, now: Timestamp, ip: &str, limit: u32) -> A
 fn end(name: &str, id: &str, outcome: AttemptOutcome, now: Timestamp) -> AttemptEnd {
     AttemptEnd {
         username: name.into(),
+        bucket: String::new(),
         attempt_id: id.into(),
         threshold: 5,
         outcome,
@@ -140,8 +143,23 @@ const GRANTED: AttemptReservation = AttemptReservation::Granted;
 
 const BUSY: AttemptReservation = AttemptReservation::Busy;
 
+/// A wrong password no other failure of the test run used.
 fn failed(until: Timestamp) -> AttemptOutcome {
-    AttemptOutcome::Failed { lock_until: until }
+    static GUESSES: AtomicU64 = AtomicU64::new(0);
+    let n = GUESSES.fetch_add(1, Ordering::Relaxed);
+    failed_with(until, &format!("guess {n}"))
+}
+
+/// The wrong password `guess`.
+fn failed_with(until: Timestamp, guess: &str) -> AttemptOutcome {
+    AttemptOutcome::Failed {
+        lock_until: until,
+        digest: password(guess),
+    }
+}
+
+fn password(text: &str) -> AttemptDigest {
+    AttemptDigest::derive(text.as_bytes(), "conformance")
 }
 
 /// Instantiates every test above for one backend: `conformance::<backend>::<test>`.
@@ -158,6 +176,10 @@ macro_rules! conformance {
                 counters::ip_failures_slide_and_count_checks_in_flight,
                 counters::a_failure_that_arrived_before_a_success_does_not_count,
                 counters::stale_counters_of_unknown_names_are_purged,
+                counters::a_repeated_wrong_password_counts_once_until_the_count_starts_again,
+                counters::buckets_count_apart_and_an_unlock_clears_them_all,
+                counters::a_success_records_its_familiar_source_until_purged,
+                users::the_password_a_reset_replaced_is_recognised_until_its_grace_ends,
                 idempotency::idempotency_claims_are_exclusive_per_user_and_key,
                 audit::audit_records_round_trip_and_filter,
                 clients::clients_round_trip_and_removal_cascades,

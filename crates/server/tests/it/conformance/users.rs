@@ -1,5 +1,7 @@
 //! Users: insert, find, list, remove, and the password changes (rehash, reset) that are compare-and-swaps.
 
+use m2m_session_server::store::PreviousPassword;
+
 use super::*;
 
 pub async fn users_round_trip(store: Arc<dyn Store>) {
@@ -68,7 +70,8 @@ pub async fn reset_is_a_compare_and_swap_that_revokes_other_sessions(store: Arc<
         expected_hash: "hash-of-fay".into(),
         new_hash: "new-hash".into(),
         keep_session: keep.token_digest,
-        counters: lockout::succeeded("fay", "r2", T0.plus(mins(3)), T0.plus(mins(3))),
+        counters: lockout::succeeded(&attempt("fay", "r2", T0.plus(mins(3))), T0.plus(mins(3))),
+        previous: None,
         idempotency: None,
         now: T0.plus(mins(3)),
     };
@@ -99,4 +102,77 @@ pub async fn reset_is_a_compare_and_swap_that_revokes_other_sessions(store: Arc<
         store.find_user("fay").await.unwrap().unwrap().password_hash,
         "new-hash"
     );
+}
+
+pub async fn the_password_a_reset_replaced_is_recognised_until_its_grace_ends(
+    store: Arc<dyn Store>,
+) {
+    store.insert_client(&client("c1")).await.unwrap();
+    store.insert_user(&user("hal")).await.unwrap();
+    let keep = session("hal", "c1");
+    store.insert_session(&keep).await.unwrap();
+    store
+        .reserve_attempt(&attempt("hal", "r", T0))
+        .await
+        .unwrap();
+    let until = T0.plus(mins(20));
+    let reset = |expected: &str, new: &str, previous: Option<PreviousPassword>| PasswordReset {
+        username: "hal".into(),
+        expected_hash: expected.into(),
+        new_hash: new.into(),
+        keep_session: keep.token_digest,
+        counters: lockout::succeeded(&attempt("hal", "r", T0), T0),
+        previous,
+        idempotency: None,
+        now: T0,
+    };
+    let previous = PreviousPassword {
+        digest: password("the old one"),
+        until,
+    };
+    assert!(
+        store
+            .reset_password(&reset("hash-of-hal", "new", Some(previous)))
+            .await
+            .unwrap()
+    );
+    let fail = |id: &'static str, guess: &'static str, at: Timestamp| {
+        let store = store.clone();
+        async move {
+            store
+                .reserve_attempt(&attempt("hal", id, at))
+                .await
+                .unwrap();
+            store
+                .finish_attempt(&end("hal", id, failed_with(at.plus(mins(15)), guess), at))
+                .await
+                .unwrap()
+        }
+    };
+    for (i, id) in ["s1", "s2", "s3", "s4", "s5", "s6"].into_iter().enumerate() {
+        let at = T0.plus(mins(i as u64));
+        assert_eq!(
+            fail(id, "the old one", at).await,
+            Some(Failure::Uncounted(Uncounted::StalePassword))
+        );
+    }
+    assert_eq!(store.lockout("hal").await.unwrap(), None);
+    // Once the grace period is over it is a wrong password like any other.
+    assert!(matches!(
+        fail("late", "the old one", until).await,
+        Some(Failure::Counted { failures: 1, .. })
+    ));
+    // A reset without one forgets the earlier replaced password.
+    assert!(
+        store
+            .reset_password(&reset("new", "newer", None))
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        fail("after", "the old one", T0.plus(mins(1))).await,
+        Some(Failure::Counted { failures: 1, .. })
+    ));
+    // The user's removal takes it along.
+    assert!(store.remove_user("hal").await.unwrap());
 }

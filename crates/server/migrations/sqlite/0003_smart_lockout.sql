@@ -1,0 +1,49 @@
+-- Smart lockout (domain/lockout.rs). A username's counters are kept per bucket: '' is shared by
+-- every source; with familiar sources on, a network the user logged in from recently has its
+-- own, so a guesser elsewhere cannot lock it. SQLite cannot change a primary key in place.
+CREATE TABLE login_failures_by_bucket (
+    username        TEXT NOT NULL,
+    bucket          TEXT NOT NULL DEFAULT '',
+    failures        INTEGER NOT NULL,
+    locked_until    INTEGER,
+    updated_at      INTEGER NOT NULL,
+    forgiven_before INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (username, bucket)
+);
+INSERT INTO login_failures_by_bucket
+    (username, bucket, failures, locked_until, updated_at, forgiven_before)
+    SELECT username, '', failures, locked_until, updated_at, forgiven_before FROM login_failures;
+DROP TABLE login_failures;
+ALTER TABLE login_failures_by_bucket RENAME TO login_failures;
+
+-- A reservation counts against its bucket's threshold.
+ALTER TABLE login_attempts ADD COLUMN bucket TEXT NOT NULL DEFAULT '';
+DROP INDEX login_attempts_by_username;
+CREATE INDEX login_attempts_by_username ON login_attempts (username, bucket);
+
+-- The wrong passwords counted in a bucket, as keyed digests (crypto/attempt_digest.rs): the
+-- same one again does not count. Forgotten whenever the count starts again.
+CREATE TABLE failed_passwords (
+    username TEXT NOT NULL,
+    bucket   TEXT NOT NULL,
+    digest   BLOB NOT NULL,
+    at       INTEGER NOT NULL,
+    PRIMARY KEY (username, bucket, digest)
+);
+
+-- The password the last reset replaced, as the digest a login presenting it will have, until
+-- the grace period ends: workers still retrying it do not count towards the lock.
+CREATE TABLE previous_passwords (
+    username TEXT PRIMARY KEY NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+    digest   BLOB NOT NULL,
+    until    INTEGER NOT NULL
+);
+
+-- Networks a user logged in from, and when last: with familiar sources on, their failures
+-- count in their own bucket.
+CREATE TABLE familiar_sources (
+    username        TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+    network         TEXT NOT NULL,
+    last_success_at INTEGER NOT NULL,
+    PRIMARY KEY (username, network)
+);
