@@ -254,6 +254,81 @@ pub async fn address_failures_are_purged_even_with_permanent_locks(
     );
 }
 
+/// After a reset, 10 workers on two nodes retry the replaced password 20 times each, in
+/// parallel, while the holder of the new password logs in on both: none of the retries
+/// counts, so the new password keeps working; then a guesser's repeated wrong password, also
+/// in parallel over both nodes, counts once.
+pub async fn parallel_stale_and_repeated_passwords_never_lock_the_user(
+    backend: Backend,
+    store: Arc<dyn Store>,
+) {
+    let policy = Policy {
+        ip_failure_limit: 0,
+        ..Policy::default()
+    };
+    let svc = service(store, policy.clone());
+    let peer = service(backend.second_node().await, policy);
+    let token = svc
+        .login(&ctx(), USERNAME, &secret(PASSWORD), T0)
+        .await
+        .unwrap();
+    let new = svc
+        .reset_password(&ctx(), &token, &secret(PASSWORD), None, T0)
+        .await
+        .unwrap();
+    let later = T0.plus(secs(1));
+    let mut tasks = Vec::new();
+    for worker in 0..10 {
+        let svc = if worker % 2 == 0 {
+            svc.clone()
+        } else {
+            peer.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                let r = svc.login(&ctx(), USERNAME, &secret(PASSWORD), later).await;
+                assert!(matches!(r, Err(DomainError::InvalidCredentials)), "{r:?}");
+            }
+        }));
+    }
+    for node in [&svc, &peer] {
+        let (node, new) = (node.clone(), new.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                node.login(&ctx(), USERNAME, &new, later)
+                    .await
+                    .unwrap_or_else(|e| panic!("the new password must log in: {e:?}"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(svc.store().lockout(USERNAME).await.unwrap(), None);
+    let guessing = later.plus(secs(1));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let svc = if i % 2 == 0 {
+            svc.clone()
+        } else {
+            peer.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            svc.login(&ctx(), USERNAME, &secret("one guess"), guessing)
+                .await
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(matches!(r, Err(DomainError::InvalidCredentials)), "{r:?}");
+    }
+    let counted = svc.store().lockout(USERNAME).await.unwrap().unwrap();
+    assert_eq!(counted.failures, 1);
+    peer.login(&ctx(), USERNAME, &new, guessing)
+        .await
+        .unwrap_or_else(|e| panic!("the new password must log in: {e:?}"));
+}
+
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -283,4 +358,5 @@ on_every_backend!(
     a_parallel_burst_never_passes_the_ip_limit,
     the_ip_window_slides,
     address_failures_are_purged_even_with_permanent_locks,
+    parallel_stale_and_repeated_passwords_never_lock_the_user,
 );

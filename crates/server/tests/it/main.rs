@@ -18,6 +18,7 @@ mod read_cache;
 mod request_ids;
 mod security;
 mod simulator;
+mod smart_lockout;
 mod sqlite_batches;
 mod support;
 mod tls;
