@@ -41,10 +41,13 @@ async fn metrics_parse_as_prometheus_text_and_count_requests_logins_and_sessions
     let f = Fixture::start().await;
     let bearer = f.api_token().await;
     let session = f.session(&bearer).await;
-    assert_eq!(
-        f.login(&bearer, USERNAME, "wrong password").await.status(),
-        400
-    );
+    // The same wrong password twice: the second is not counted, and counted as such.
+    for _ in 0..2 {
+        assert_eq!(
+            f.login(&bearer, USERNAME, "wrong password").await.status(),
+            400
+        );
+    }
     let r = f
         .http
         .get(f.url("/auth/verify"))
@@ -96,5 +99,15 @@ async fn metrics_parse_as_prometheus_text_and_count_requests_logins_and_sessions
     // Present from the start, even at 0.
     assert_eq!(find(&scrape, "lockouts_total", &[]).len(), 1);
     assert_eq!(find(&scrape, "store_errors_total", &[]).len(), 1);
+    for reason in ["forgiven", "stale_password"] {
+        let series = find(&scrape, "login_failures_uncounted_total", &[("reason", reason)]);
+        assert_eq!(series.len(), 1, "{reason}");
+    }
+    let repeated = find(
+        &scrape,
+        "login_failures_uncounted_total",
+        &[("reason", "repeated")],
+    );
+    assert!(total(&repeated) >= 1.0, "{repeated:?}");
     assert!(scrape.docs.contains_key("login_total"), "{:?}", scrape.docs);
 }
