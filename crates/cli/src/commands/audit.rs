@@ -1,3 +1,4 @@
+use m2m_session_server::store::AuditRecord;
 use m2m_session_server::time::Timestamp;
 use serde_json::json;
 
@@ -14,37 +15,42 @@ pub async fn run(cli: &Cli, file: &FileConfig, args: &AuditArgs) -> anyhow::Resu
     let admin = admin(cli, file).await?;
     let records = admin.audit_log(args.username.as_deref(), since).await?;
     if args.json {
-        let rows: Vec<_> = records
-            .iter()
-            .map(|r| {
-                json!({
-                    "time": r.time.to_rfc3339(),
-                    "event": r.event,
-                    "outcome": r.outcome,
-                    "username": r.username,
-                    "client_id": r.client_id,
-                    "ip": r.ip,
-                    "detail": r.detail,
-                })
-            })
-            .collect();
+        let rows: Vec<_> = records.iter().map(record_json).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         for r in &records {
-            println!(
-                "{} {:<7} {:<19} user={} client={} ip={}{}",
-                r.time.to_rfc3339(),
-                r.event,
-                r.outcome,
-                r.username.as_deref().unwrap_or("-"),
-                r.client_id.as_deref().unwrap_or("-"),
-                r.ip.as_deref().unwrap_or("-"),
-                r.detail
-                    .as_deref()
-                    .map(|d| format!(" {d}"))
-                    .unwrap_or_default()
-            );
+            println!("{}", record_line(r));
         }
     }
     Ok(())
+}
+
+/// One audit line as `audit --json` prints it.
+pub fn record_json(r: &AuditRecord) -> serde_json::Value {
+    json!({
+        "time": r.time.to_rfc3339(),
+        "event": r.event,
+        "outcome": r.outcome,
+        "username": r.username,
+        "client_id": r.client_id,
+        "ip": r.ip,
+        "detail": r.detail,
+    })
+}
+
+/// One audit line as `audit` prints it.
+pub fn record_line(r: &AuditRecord) -> String {
+    format!(
+        "{} {:<7} {:<19} user={} client={} ip={}{}",
+        r.time.to_rfc3339(),
+        r.event,
+        r.outcome,
+        r.username.as_deref().unwrap_or("-"),
+        r.client_id.as_deref().unwrap_or("-"),
+        r.ip.as_deref().unwrap_or("-"),
+        r.detail
+            .as_deref()
+            .map(|d| format!(" {d}"))
+            .unwrap_or_default()
+    )
 }

@@ -3,6 +3,7 @@ use m2m_session_server::time::Timestamp;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+use super::audit::{record_json, record_line};
 use super::{admin, read_secret_line};
 use crate::args::{Cli, UserCommand};
 use crate::settings::FileConfig;
@@ -106,13 +107,7 @@ fn print_lockout(username: &str, state: &LockoutState, json: bool) -> anyhow::Re
                 "failed_attempts": b.failures,
                 "locked_until": b.locked_until.map(|t| t.to_rfc3339()),
             })).collect::<Vec<_>>(),
-            "recent": state.recent.iter().map(|r| json!({
-                "time": r.time.to_rfc3339(),
-                "event": r.event,
-                "outcome": r.outcome,
-                "ip": r.ip,
-                "detail": r.detail,
-            })).collect::<Vec<_>>(),
+            "recent": state.recent.iter().map(record_json).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -130,19 +125,9 @@ fn print_lockout(username: &str, state: &LockoutState, json: bool) -> anyhow::Re
         println!("{:<26} {:<9} {status}", source(&b.bucket), b.failures);
     }
     if !state.recent.is_empty() {
-        println!(
-            "\n{:<26} {:<7} {:<20} {:<18} DETAIL",
-            "TIME", "EVENT", "OUTCOME", "ADDRESS"
-        );
+        println!("\nrecent failures, locks and unlocks (the last day):");
         for r in &state.recent {
-            println!(
-                "{:<26} {:<7} {:<20} {:<18} {}",
-                r.time.to_rfc3339(),
-                r.event,
-                r.outcome,
-                r.ip.as_deref().unwrap_or("-"),
-                r.detail.as_deref().unwrap_or("")
-            );
+            println!("{}", record_line(r));
         }
     }
     Ok(())
