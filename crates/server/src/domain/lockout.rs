@@ -257,10 +257,7 @@ pub fn finish(c: &Counters, end: &AttemptEnd) -> (Option<Failure>, CountersChang
     let AttemptOutcome::Failed { lock_until, digest } = end.outcome else {
         return (None, change);
     };
-    if end.now < c.forgiven_before {
-        change.address_failure = end.ip.clone();
-        return (Some(Failure::Uncounted(Uncounted::Forgiven)), change);
-    }
+    // No new guess first: neither counted nor logged against the address, whenever it came.
     let stale = c
         .previous
         .as_ref()
@@ -273,7 +270,11 @@ pub fn finish(c: &Counters, end: &AttemptEnd) -> (Option<Failure>, CountersChang
     if !lock_ended && digest.is_among(&c.remembered) {
         return (Some(Failure::Uncounted(Uncounted::Repeated)), change);
     }
+    // A new guess: the address's budget pays for it even when it raced a success.
     change.address_failure = end.ip.clone();
+    if end.now < c.forgiven_before {
+        return (Some(Failure::Uncounted(Uncounted::Forgiven)), change);
+    }
     let failures = failures.saturating_add(1);
     let starts = locked_until.is_none() && failures >= end.threshold;
     change.count = Some(Count {
@@ -562,6 +563,28 @@ mod tests {
             failure,
             Some(Failure::Counted { failures: 1, .. })
         ));
+    }
+
+    #[test]
+    fn no_new_guess_is_logged_against_the_address_even_when_it_raced_a_success() {
+        let c = Counters {
+            forgiven_before: T0.plus(Duration::from_secs(1)),
+            previous: Some(PreviousPassword {
+                digest: password("old"),
+                until: T0.plus(Duration::from_secs(600)),
+            }),
+            remembered: vec![password("typo")],
+            ..Counters::default()
+        };
+        let (stale, change) = finish(&c, &failed_with(T0, "old"));
+        assert_eq!(stale, Some(Failure::Uncounted(Uncounted::StalePassword)));
+        assert_eq!(change.address_failure, None);
+        let (repeated, change) = finish(&c, &failed_with(T0, "typo"));
+        assert_eq!(repeated, Some(Failure::Uncounted(Uncounted::Repeated)));
+        assert_eq!(change.address_failure, None);
+        let (forgiven, change) = finish(&c, &failed_with(T0, "new guess"));
+        assert_eq!(forgiven, Some(Failure::Uncounted(Uncounted::Forgiven)));
+        assert_eq!(change.address_failure.as_deref(), Some("192.0.2.1"));
     }
 
     #[test]
