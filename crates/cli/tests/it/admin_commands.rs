@@ -1,8 +1,9 @@
 //! `user` and `client` commands against a real SQLite file.
 
+use reqwest::blocking::Client;
 use serde_json::Value;
 
-use crate::binary::{Env, stderr};
+use crate::binary::{Env, Served, login, stderr, token};
 
 #[test]
 fn client_add_generates_a_secret_once_and_refuses_duplicates() {
@@ -285,4 +286,52 @@ fn config_check_prints_the_effective_configuration_and_the_example_is_the_defaul
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn user_lockout_shows_counts_per_source_and_recent_failures() {
+    let env = Env::new();
+    let secret = env.ok(&["client", "add", "app"]);
+    env.ok(&["user", "add", "alice"]);
+    let served = Served::start(&env, &[], "info");
+    let http = Client::new();
+    let bearer = token(&http, &served, "app", &secret);
+    for wrong in ["first-wrong-password", "second-wrong-password"] {
+        assert_eq!(login(&http, &served, &bearer, "alice", wrong).0, 400);
+    }
+
+    let text = env.ok(&["user", "lockout", "alice"]);
+    let shared: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("shared"))
+        .unwrap_or_else(|| panic!("no shared source in:\n{text}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(shared, ["shared", "2", "not", "locked"], "{text}");
+    let failures = text
+        .lines()
+        .filter(|l| l.contains("login") && l.contains("invalid_credentials"))
+        .count();
+    assert_eq!(failures, 2, "{text}");
+
+    let json: Value = serde_json::from_str(&env.ok(&["user", "lockout", "alice", "--json"]))
+        .unwrap_or_else(|e| panic!("user lockout --json: {e}"));
+    assert_eq!(json["username"], "alice");
+    assert_eq!(
+        json["buckets"],
+        serde_json::json!([{"source": "shared", "failed_attempts": 2, "locked_until": null}])
+    );
+    let recent = json["recent"].as_array().unwrap();
+    assert_eq!(recent.len(), 2, "{json:#}");
+    for r in recent {
+        assert_eq!(r["event"], "login");
+        assert_eq!(r["outcome"], "invalid_credentials");
+        assert_eq!(r["ip"], "127.0.0.1");
+    }
+
+    let out = env.run(&["user", "lockout", "nobody-at-all"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("not found"), "{err}");
 }

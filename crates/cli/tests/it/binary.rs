@@ -200,3 +200,25 @@ pub fn login(
         .unwrap();
     (r.status().as_u16(), r.json().unwrap())
 }
+
+/// A password reset's status and body: `old` is the password being replaced; `key`, if
+/// given, is sent as the Idempotency-Key.
+pub fn reset(
+    http: &reqwest::blocking::Client,
+    s: &Served,
+    bearer: &str,
+    session: &str,
+    old: &str,
+    key: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut request = http
+        .put(s.url("/api/m2m/v1/session/password/actions/reset"))
+        .bearer_auth(bearer)
+        .header("VZ-M2M-Token", session)
+        .json(&serde_json::json!({"oldPassword": old}));
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let r = request.send().unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}

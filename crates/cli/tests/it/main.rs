@@ -8,3 +8,4 @@ mod crash;
 mod multi_node;
 mod secrets;
 mod serve;
+mod smart_lockout;

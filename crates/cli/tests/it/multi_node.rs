@@ -9,11 +9,11 @@ use serde_json::Value;
 
 use crate::binary::{Env, Served};
 
-struct Cluster {
-    env: Env,
-    a: Served,
-    b: Served,
-    http: Client,
+pub(crate) struct Cluster {
+    pub(crate) env: Env,
+    pub(crate) a: Served,
+    pub(crate) b: Served,
+    pub(crate) http: Client,
     _db: PgTestDatabase,
 }
 
@@ -21,8 +21,9 @@ fn cluster() -> (Cluster, String, String) {
     cluster_with(&[])
 }
 
-/// Two nodes started with `extra` flags.
-fn cluster_with(extra: &[&str]) -> (Cluster, String, String) {
+/// Two nodes started with `extra` flags, with a client `app` and a user `alice`: answers the
+/// cluster, the client's secret and alice's password.
+pub(crate) fn cluster_with(extra: &[&str]) -> (Cluster, String, String) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let db = runtime.block_on(PgTestDatabase::create());
     let mut env = Env::new();
@@ -183,16 +184,7 @@ impl Cluster {
         old: &str,
         key: &str,
     ) -> (u16, Value) {
-        let r = self
-            .http
-            .put(node.url("/api/m2m/v1/session/password/actions/reset"))
-            .bearer_auth(bearer)
-            .header("VZ-M2M-Token", session)
-            .header("Idempotency-Key", key)
-            .json(&serde_json::json!({"oldPassword": old}))
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.json().unwrap())
+        crate::binary::reset(&self.http, node, bearer, session, old, Some(key))
     }
 }
 
