@@ -218,7 +218,7 @@ impl SessionService {
                 metrics::counter!("login_failures_uncounted_total", "reason" => why.as_str())
                     .increment(1);
                 let text = match why {
-                    Uncounted::Forgiven => "it arrived before a successful login",
+                    Uncounted::Forgiven => "it arrived before the user's last success or unlock",
                     Uncounted::Repeated => "the same wrong password already counts",
                     Uncounted::StalePassword => "the password the last reset replaced",
                 };

@@ -49,8 +49,10 @@ pub struct Counters {
     pub in_flight: u32,
     /// The client address's counters, when the key named one.
     pub address: Option<AddressCounters>,
-    /// The wrong passwords counted in `failures`, as digests: the same one again is not
-    /// counted twice.
+    /// The latest (at most ten) wrong passwords counted in `failures`, as digests: the same
+    /// one again is not counted twice. Ten covers every count under the default threshold
+    /// and keeps the read small under a large one; an older repeat then counts again, which
+    /// is stricter, never looser.
     pub remembered: Vec<AttemptDigest>,
     /// The password the user's last reset replaced, while it is recognised.
     pub previous: Option<PreviousPassword>,

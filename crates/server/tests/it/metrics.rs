@@ -100,7 +100,11 @@ async fn metrics_parse_as_prometheus_text_and_count_requests_logins_and_sessions
     assert_eq!(find(&scrape, "lockouts_total", &[]).len(), 1);
     assert_eq!(find(&scrape, "store_errors_total", &[]).len(), 1);
     for reason in ["forgiven", "stale_password"] {
-        let series = find(&scrape, "login_failures_uncounted_total", &[("reason", reason)]);
+        let series = find(
+            &scrape,
+            "login_failures_uncounted_total",
+            &[("reason", reason)],
+        );
         assert_eq!(series.len(), 1, "{reason}");
     }
     let repeated = find(

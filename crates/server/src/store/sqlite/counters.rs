@@ -56,7 +56,8 @@ impl CounterStore for SqliteStore {
              FROM (SELECT 1)
                LEFT JOIN login_failures f ON f.username = ?1 AND f.bucket = ?2
                LEFT JOIN previous_passwords p ON p.username = ?1 AND p.until > ?3;
-             SELECT digest FROM failed_passwords WHERE username = ?1 AND bucket = ?2;",
+             SELECT digest FROM failed_passwords WHERE username = ?1 AND bucket = ?2
+             ORDER BY at DESC LIMIT 10;",
         )
         .bind(&key.username)
         .bind(&key.bucket)

@@ -520,3 +520,40 @@ pub async fn a_success_records_its_familiar_source_until_purged(store: Arc<dyn S
     assert_eq!(purge(T0.plus(mins(5))).await, 1);
     assert_eq!(store.familiar_since("vic", network).await.unwrap(), None);
 }
+
+/// Only the latest ten wrong passwords are remembered: a repeat of an older one counts again
+/// (stricter, never looser), and a large threshold cannot make the read grow with it.
+pub async fn the_latest_ten_wrong_passwords_are_remembered(store: Arc<dyn Store>) {
+    let fail = |id: String, guess: String, at: Timestamp| {
+        let store = store.clone();
+        async move {
+            let request = AttemptRequest {
+                threshold: 100,
+                ..attempt("wes", &id, at)
+            };
+            assert_eq!(store.reserve_attempt(&request).await.unwrap(), GRANTED);
+            let end = AttemptEnd {
+                threshold: 100,
+                ..end("wes", &id, failed_with(at.plus(mins(15)), &guess), at)
+            };
+            store.finish_attempt(&end).await.unwrap()
+        }
+    };
+    for i in 0..12u64 {
+        let at = T0.plus(secs(i));
+        fail(format!("g{i}"), format!("guess {i}"), at).await;
+    }
+    let later = T0.plus(secs(20));
+    assert_eq!(
+        fail("r11".into(), "guess 11".into(), later).await,
+        Some(Failure::Uncounted(Uncounted::Repeated))
+    );
+    assert_eq!(
+        fail("r2".into(), "guess 2".into(), later).await,
+        Some(Failure::Uncounted(Uncounted::Repeated))
+    );
+    assert!(matches!(
+        fail("r0".into(), "guess 0".into(), later).await,
+        Some(Failure::Counted { failures: 13, .. })
+    ));
+}
