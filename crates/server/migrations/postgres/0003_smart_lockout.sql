@@ -36,3 +36,7 @@ CREATE TABLE familiar_sources (
     last_success_at BIGINT NOT NULL,
     PRIMARY KEY (username, network)
 );
+
+-- Wrong passwords that did not count (repeated, replaced) are still logged against the
+-- address, apart: each cost a verification, and an address gets ten times its limit of them.
+ALTER TABLE ip_failure_log ADD COLUMN counted BOOLEAN NOT NULL DEFAULT TRUE;

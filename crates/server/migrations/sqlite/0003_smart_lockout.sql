@@ -47,3 +47,7 @@ CREATE TABLE familiar_sources (
     last_success_at INTEGER NOT NULL,
     PRIMARY KEY (username, network)
 );
+
+-- Wrong passwords that did not count (repeated, replaced) are still logged against the
+-- address, apart: each cost a verification, and an address gets ten times its limit of them.
+ALTER TABLE ip_failure_log ADD COLUMN counted INTEGER NOT NULL DEFAULT 1;

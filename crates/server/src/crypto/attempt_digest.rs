@@ -15,8 +15,17 @@ use subtle::ConstantTimeEq;
 const LEN: usize = 16;
 
 /// A keyed digest of one presented password for one username (see the module doc).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct AttemptDigest([u8; LEN]);
+
+/// In constant time, as every comparison of digests.
+impl PartialEq for AttemptDigest {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(other)
+    }
+}
+
+impl Eq for AttemptDigest {}
 
 impl AttemptDigest {
     /// The digest of a password whose argon2 output (with the user's salt) is `argon2_output`.

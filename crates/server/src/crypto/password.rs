@@ -240,31 +240,21 @@ impl PasswordHasher {
     }
 
     /// Verifies a password against a stored PHC hash, or against the dummy hash when `None`
-    /// (unknown user), in which case the answer is always `false`.
+    /// (an unknown OAuth client), in which case the answer is always `false`.
     pub async fn verify(
         &self,
         password: &SecretString,
         stored: Option<&str>,
     ) -> Result<bool, CryptoError> {
         let admission = self.admit()?;
-        self.verify_admitted(&admission, password, stored).await
-    }
-
-    /// [`Self::verify`] with a place taken beforehand by [`Self::admit`].
-    pub async fn verify_admitted(
-        &self,
-        admission: &Admission,
-        password: &SecretString,
-        stored: Option<&str>,
-    ) -> Result<bool, CryptoError> {
         let usable = self.usable(stored);
         let known = usable.is_some();
-        // Unknown users and refused hashes cost a verification like any other.
+        // Unknown clients and refused hashes cost a verification like any other.
         let hash: String = usable.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let (memory, password) = (self.memory.clone(), password.clone());
         let matched = self
-            .run(admission, move || {
+            .run(&admission, move || {
                 verify_with(&memory, password.expose_secret(), &hash)
             })
             .await?;

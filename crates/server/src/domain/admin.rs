@@ -4,6 +4,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::attempts::CounterRules;
 use super::audit::{self, AuditEvent, AuditOutcome, Entry};
+use super::lockout;
 use super::password_policy::check_password;
 use super::username::{refuse_look_alike, resolve_username, validate_new_username};
 use super::{DomainError, normalize_scope};
@@ -164,8 +165,8 @@ impl Admin {
                 // Across buckets: the most failures, the latest lock in force.
                 let buckets = lockouts.iter().filter(|l| l.username == u.username);
                 let (failures, locked_until) = buckets.fold((0, None), |(failures, locked), l| {
-                    let in_force = l.locked_until.filter(|t| *t > now);
-                    (failures.max(l.failures), locked.max(in_force))
+                    let (n, until) = lockout::standing(l.failures, l.locked_until, now);
+                    (failures.max(n), locked.max(until))
                 });
                 UserStatus {
                     failures,
@@ -216,15 +217,10 @@ impl Admin {
             .await?
             .into_iter()
             .map(|l| {
-                let in_force = l.locked_until.filter(|t| *t > now);
+                let (failures, locked_until) = lockout::standing(l.failures, l.locked_until, now);
                 BucketState {
-                    // An ended lock counts nothing any more (see `domain/lockout.rs`).
-                    failures: if l.locked_until.is_some() && in_force.is_none() {
-                        0
-                    } else {
-                        l.failures
-                    },
-                    locked_until: in_force,
+                    failures,
+                    locked_until,
                     bucket: l.bucket,
                 }
             })

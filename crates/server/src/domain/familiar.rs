@@ -22,9 +22,19 @@ pub enum FamiliarSources {
 }
 
 impl FamiliarSources {
-    /// The source `ip` belongs to, as stored (`None` when off).
+    /// The name settings use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Address => "address",
+            Self::Network => "network",
+        }
+    }
+
+    /// The source `ip` belongs to, as stored (`None` when off). An IPv4 address written as
+    /// IPv6 (`::ffff:a.b.c.d`) is the IPv4 address.
     pub fn source_of(self, ip: IpAddr) -> Option<String> {
-        match (self, ip) {
+        match (self, ip.to_canonical()) {
             (Self::Off, _) => None,
             (Self::Address, ip) => Some(ip.to_string()),
             (Self::Network, IpAddr::V4(v4)) => {
@@ -36,17 +46,6 @@ impl FamiliarSources {
                 let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
                 Some(format!("{prefix}/64"))
             }
-        }
-    }
-}
-
-impl FamiliarSources {
-    /// The name settings use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Address => "address",
-            Self::Network => "network",
         }
     }
 }

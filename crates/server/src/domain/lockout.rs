@@ -39,7 +39,8 @@ use std::time::Duration;
 
 use crate::crypto::AttemptDigest;
 use crate::store::{
-    AddressCounters, AddressWindow, Count, CounterKey, Counters, CountersChange, NewReservation,
+    AddressCounters, AddressFailure, AddressWindow, Count, CounterKey, Counters, CountersChange,
+    NewReservation,
 };
 use crate::time::Timestamp;
 
@@ -182,6 +183,11 @@ impl AttemptRequest {
 }
 
 impl IpLimit {
+    /// Wrong passwords in all, counted or not, the address may send within the window.
+    pub fn checks(&self) -> u32 {
+        self.limit.saturating_mul(CHECKS_PER_FAILURE)
+    }
+
     /// The address and the start of its window, as the store reads them.
     pub fn window(&self) -> AddressWindow {
         AddressWindow {
@@ -193,17 +199,45 @@ impl IpLimit {
 
 /// The counters as they stand at `now`: a lock that has ended counts nothing any more.
 fn in_force(c: &Counters, now: Timestamp) -> (u32, Option<Timestamp>, bool) {
-    match c.locked_until {
-        Some(until) if until <= now => (0, None, true),
-        locked => (c.failures, locked, false),
+    let (failures, locked) = standing(c.failures, c.locked_until, now);
+    (
+        failures,
+        locked,
+        locked.is_none() && c.locked_until.is_some(),
+    )
+}
+
+/// A stored count and lock as they stand at `now`: a lock that has ended counts nothing any
+/// more, though it stays stored until the username's next change. What administration shows.
+pub fn standing(
+    failures: u32,
+    locked_until: Option<Timestamp>,
+    now: Timestamp,
+) -> (u32, Option<Timestamp>) {
+    match locked_until {
+        Some(until) if until <= now => (0, None),
+        locked => (failures, locked),
     }
 }
 
-/// When an address at its limit gets its next try: as its oldest counted failure leaves the
-/// window. `None` while it is under its limit.
+/// An address may send this many times its limit of wrong passwords in all, those that did
+/// not count (repeated, replaced) included: a fleet behind one address retrying a stale
+/// password is not throttled, and still nobody gets unbounded argon2 work from one address.
+pub const CHECKS_PER_FAILURE: u32 = 10;
+
+/// When an address at its limit gets its next try: as its oldest new guess leaves the window
+/// (or, at its allowance of wrong passwords in all, the oldest of those). `None` while it is
+/// under both.
 pub fn throttled_until(a: &AddressCounters, limit: &IpLimit, now: Timestamp) -> Option<Timestamp> {
     let window = now.0 - limit.since.0;
-    (a.failures >= limit.limit).then(|| Timestamp(a.oldest_failure.unwrap_or(now).0 + window))
+    let leaves = |oldest: Option<Timestamp>| Timestamp(oldest.unwrap_or(now).0 + window);
+    if a.failures >= limit.limit {
+        Some(leaves(a.oldest_failure))
+    } else if a.checks >= limit.checks() {
+        Some(leaves(a.oldest_check))
+    } else {
+        None
+    }
 }
 
 /// An attempt asks to start. An address at its limit is refused first, as the contract orders
@@ -223,7 +257,9 @@ pub fn reserve(c: &Counters, request: &AttemptRequest) -> (AttemptReservation, C
         ..CountersChange::default()
     };
     let address = request.ip.as_ref().zip(c.address.as_ref());
-    let address_has_room = address.is_none_or(|(limit, a)| a.failures + a.in_flight < limit.limit);
+    let address_has_room = address.is_none_or(|(limit, a)| {
+        a.failures + a.in_flight < limit.limit && a.checks + a.in_flight < limit.checks()
+    });
     if locked_until.is_none() && failures + c.in_flight < request.threshold && address_has_room {
         change.reserve = Some(NewReservation {
             attempt_id: request.attempt_id.clone(),
@@ -257,21 +293,27 @@ pub fn finish(c: &Counters, end: &AttemptEnd) -> (Option<Failure>, CountersChang
     let AttemptOutcome::Failed { lock_until, digest } = end.outcome else {
         return (None, change);
     };
-    // No new guess first: neither counted nor logged against the address, whenever it came.
+    let logged = |counts| end.ip.clone().map(|ip| AddressFailure { ip, counts });
+    // No new guess first: not counted, and logged against the address only towards its
+    // larger allowance, whenever it came.
     let stale = c
         .previous
         .as_ref()
         .is_some_and(|p| end.now < p.until && digest.matches(&p.digest));
-    if stale {
-        return (Some(Failure::Uncounted(Uncounted::StalePassword)), change);
-    }
     let (failures, locked_until, lock_ended) = in_force(c, end.now);
     // The remembered passwords belong to the count: an ended lock took them with it.
-    if !lock_ended && digest.is_among(&c.remembered) {
-        return (Some(Failure::Uncounted(Uncounted::Repeated)), change);
+    let repeated = !lock_ended && digest.is_among(&c.remembered);
+    if stale || repeated {
+        change.address_failure = logged(false);
+        let why = if stale {
+            Uncounted::StalePassword
+        } else {
+            Uncounted::Repeated
+        };
+        return (Some(Failure::Uncounted(why)), change);
     }
-    // A new guess: the address's budget pays for it even when it raced a success.
-    change.address_failure = end.ip.clone();
+    // A new guess: the address's limit pays for it even when it raced a success.
+    change.address_failure = logged(true);
     if end.now < c.forgiven_before {
         return (Some(Failure::Uncounted(Uncounted::Forgiven)), change);
     }
@@ -374,6 +416,14 @@ mod tests {
             now,
             ip: Some("192.0.2.1".into()),
         }
+    }
+
+    /// The wrong password logged against the test's address, as a new guess or not.
+    fn logged(counts: bool) -> Option<AddressFailure> {
+        Some(AddressFailure {
+            ip: "192.0.2.1".into(),
+            counts,
+        })
     }
 
     /// A wrong password no earlier failure used.
@@ -479,13 +529,13 @@ mod tests {
         assert_eq!(failure, Some(Failure::Uncounted(Uncounted::Forgiven)));
         assert_eq!(change.count, None);
         assert_eq!(change.remember, None);
-        assert_eq!(change.address_failure.as_deref(), Some("192.0.2.1"));
+        assert_eq!(change.address_failure, logged(true));
         let (_, counted) = finish(&c, &failed(T0.plus(Duration::from_secs(1))));
         assert_eq!(counted.count.map(|c| c.failures), Some(1));
     }
 
     #[test]
-    fn a_repeated_wrong_password_counts_once_and_is_not_logged_against_the_address() {
+    fn a_repeated_wrong_password_counts_once_and_only_towards_the_address_allowance() {
         let mut c = Counters::default();
         let (first, change) = finish(&c, &failed_with(T0, "guess"));
         assert_eq!(
@@ -502,7 +552,7 @@ mod tests {
                 finish(&c, &failed_with(T0.plus(Duration::from_secs(i)), "guess"));
             assert_eq!(again, Some(Failure::Uncounted(Uncounted::Repeated)));
             assert_eq!((change.count, change.remember), (None, None));
-            assert_eq!(change.address_failure, None);
+            assert_eq!(change.address_failure, logged(false));
             assert_eq!(change.release.as_deref(), Some("a"));
             c = after(c, &change);
         }
@@ -551,7 +601,10 @@ mod tests {
         for at in [T0, until.minus(Duration::from_millis(1))] {
             let (failure, change) = finish(&c, &failed_with(at, "old"));
             assert_eq!(failure, Some(Failure::Uncounted(Uncounted::StalePassword)));
-            assert_eq!((change.count, change.address_failure), (None, None));
+            assert_eq!(
+                (change.count, change.address_failure),
+                (None, logged(false))
+            );
         }
         let (failure, _) = finish(&c, &failed_with(until, "old"));
         assert!(matches!(
@@ -566,7 +619,7 @@ mod tests {
     }
 
     #[test]
-    fn no_new_guess_is_logged_against_the_address_even_when_it_raced_a_success() {
+    fn no_new_guess_costs_the_address_its_limit_even_when_it_raced_a_success() {
         let c = Counters {
             forgiven_before: T0.plus(Duration::from_secs(1)),
             previous: Some(PreviousPassword {
@@ -578,13 +631,13 @@ mod tests {
         };
         let (stale, change) = finish(&c, &failed_with(T0, "old"));
         assert_eq!(stale, Some(Failure::Uncounted(Uncounted::StalePassword)));
-        assert_eq!(change.address_failure, None);
+        assert_eq!(change.address_failure, logged(false));
         let (repeated, change) = finish(&c, &failed_with(T0, "typo"));
         assert_eq!(repeated, Some(Failure::Uncounted(Uncounted::Repeated)));
-        assert_eq!(change.address_failure, None);
+        assert_eq!(change.address_failure, logged(false));
         let (forgiven, change) = finish(&c, &failed_with(T0, "new guess"));
         assert_eq!(forgiven, Some(Failure::Uncounted(Uncounted::Forgiven)));
-        assert_eq!(change.address_failure.as_deref(), Some("192.0.2.1"));
+        assert_eq!(change.address_failure, logged(true));
     }
 
     #[test]
@@ -634,6 +687,8 @@ mod tests {
             address: Some(AddressCounters {
                 failures: 2,
                 oldest_failure: Some(T0.minus(Duration::from_secs(10))),
+                checks: 2,
+                oldest_check: Some(T0.minus(Duration::from_secs(10))),
                 in_flight: 0,
             }),
             ..Counters::default()
@@ -646,6 +701,42 @@ mod tests {
             reserve(&c, &req).0,
             AttemptReservation::Throttled {
                 until: T0.plus(Duration::from_secs(3590))
+            }
+        );
+    }
+
+    #[test]
+    fn an_address_gets_ten_times_its_limit_in_wrong_passwords_that_did_not_count() {
+        let limit = IpLimit {
+            ip: "192.0.2.1".into(),
+            limit: 2,
+            since: T0.minus(Duration::from_secs(3600)),
+        };
+        let with = |failures, checks, in_flight| Counters {
+            address: Some(AddressCounters {
+                failures,
+                oldest_failure: Some(T0.minus(Duration::from_secs(10))),
+                checks,
+                oldest_check: Some(T0.minus(Duration::from_secs(20))),
+                in_flight,
+            }),
+            ..Counters::default()
+        };
+        let req = AttemptRequest {
+            ip: Some(limit),
+            ..request(T0)
+        };
+        assert_eq!(
+            reserve(&with(1, 19, 0), &req).0,
+            AttemptReservation::Granted
+        );
+        // The last place is in flight: wait.
+        assert_eq!(reserve(&with(1, 19, 1), &req).0, AttemptReservation::Busy);
+        // At 20 in all: refused until the oldest of them leaves the window.
+        assert_eq!(
+            reserve(&with(1, 20, 0), &req).0,
+            AttemptReservation::Throttled {
+                until: T0.plus(Duration::from_secs(3580))
             }
         );
     }

@@ -51,8 +51,8 @@ pub struct Counters {
     pub address: Option<AddressCounters>,
     /// The latest (at most ten) wrong passwords counted in `failures`, as digests: the same
     /// one again is not counted twice. Ten covers every count under the default threshold
-    /// and keeps the read small under a large one; an older repeat then counts again, which
-    /// is stricter, never looser.
+    /// and keeps the read small under a large one; a repeat older than that counts once
+    /// more (and is the latest again), which is stricter, never looser.
     pub remembered: Vec<AttemptDigest>,
     /// The password the user's last reset replaced, while it is recognised.
     pub previous: Option<PreviousPassword>,
@@ -71,10 +71,15 @@ pub struct PreviousPassword {
 /// A client address's failures within its window, and its verifications in flight.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AddressCounters {
-    /// Consecutive failures counted since the last success, unlock or ended lock.
+    /// New guesses from the address within the window.
     pub failures: u32,
-    /// The oldest failure in the window: when it leaves, the address gets one more try.
+    /// The oldest of them: when it leaves the window, the address gets one more try.
     pub oldest_failure: Option<Timestamp>,
+    /// Every wrong password from the address within the window, the ones that did not count
+    /// (repeated, replaced) included: each cost a verification.
+    pub checks: u32,
+    /// The oldest of them.
+    pub oldest_check: Option<Timestamp>,
     /// Verifications reserved and neither finished nor lapsed.
     pub in_flight: u32,
 }
@@ -111,8 +116,8 @@ pub struct CountersChange {
     pub reserve: Option<NewReservation>,
     /// Ends the verification with this id.
     pub release: Option<String>,
-    /// Logs one failure against this client address, at `at`.
-    pub address_failure: Option<String>,
+    /// Logs one wrong password against a client address, at `at`.
+    pub address_failure: Option<AddressFailure>,
     /// When the change is made: the counter's last update, and the address failure's time.
     pub at: Timestamp,
 }
@@ -122,6 +127,17 @@ impl CountersChange {
     pub fn touches_counter(&self) -> bool {
         self.count.is_some() || self.forgive_before.is_some()
     }
+}
+
+/// A wrong password logged against the client address that sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressFailure {
+    /// The client address, as text.
+    pub ip: String,
+    /// A new guess, which counts towards the address's limit; otherwise a check that did not
+    /// count (a repeated or replaced password), which counts only towards its larger
+    /// allowance of verifications.
+    pub counts: bool,
 }
 
 /// A verification in flight, counted against the username and its client address.

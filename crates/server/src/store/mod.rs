@@ -20,8 +20,8 @@ use async_trait::async_trait;
 
 pub use claim::IdempotencyClaim;
 pub use counters::{
-    AddressCounters, AddressWindow, Count, CounterKey, Counters, CountersChange, LockedCounters,
-    NewReservation, PreviousPassword, SHARED_BUCKET,
+    AddressCounters, AddressFailure, AddressWindow, Count, CounterKey, Counters, CountersChange,
+    LockedCounters, NewReservation, PreviousPassword, SHARED_BUCKET,
 };
 pub use error::{StoreError, StoreResult};
 pub use postgres::PostgresStore;

@@ -61,7 +61,8 @@ pub trait CounterStore {
     /// Forgets what no longer counts: failure counters of usernames that are not users, not
     /// locked and untouched since `unknown_failures_before` (they expire with the lock
     /// window); failures of client addresses logged at or before `ip_failures_until`;
-    /// reservations that have expired at `now`; replaced passwords no longer recognised at
+    /// reservations that have expired at `now`; remembered wrong passwords of counters that
+    /// are gone or whose lock has ended; replaced passwords no longer recognised at
     /// `now`; familiar sources last seen at or before `familiar_until`. Returns how many rows
     /// went.
     async fn purge_counters(

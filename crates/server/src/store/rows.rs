@@ -147,7 +147,10 @@ pub(super) fn counters(row: &impl Columns, with_address: bool) -> Result<Counter
     let address = if with_address {
         Some(AddressCounters {
             in_flight: count(row.int("ip_in_flight")?),
-            ..address_failures(row.int("ip_failures")?, row.opt_int("oldest_ip_failure")?)
+            ..address_failures(
+                (row.int("ip_failures")?, row.opt_int("oldest_ip_failure")?),
+                (row.int("ip_checks")?, row.opt_int("oldest_ip_check")?),
+            )
         })
     } else {
         None
@@ -181,11 +184,17 @@ fn attempt_digest(bytes: &[u8], col: &str) -> Result<AttemptDigest, sqlx::Error>
     })
 }
 
-/// An address's failures in its window as counted by the database, and the oldest of them.
-pub(super) fn address_failures(n: i64, oldest: Option<i64>) -> AddressCounters {
+/// An address's new guesses and all its wrong passwords in its window, as counted by the
+/// database, each with the oldest of them.
+pub(super) fn address_failures(
+    (failures, oldest_failure): (i64, Option<i64>),
+    (checks, oldest_check): (i64, Option<i64>),
+) -> AddressCounters {
     AddressCounters {
-        failures: count(n),
-        oldest_failure: oldest.map(Timestamp),
+        failures: count(failures),
+        oldest_failure: oldest_failure.map(Timestamp),
+        checks: count(checks),
+        oldest_check: oldest_check.map(Timestamp),
         in_flight: 0,
     }
 }

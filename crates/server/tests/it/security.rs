@@ -271,17 +271,21 @@ async fn every_kind_of_wrong_password_takes_the_same_time() {
     let hasher = PasswordHasher::new(Argon2Settings::default(), 0).unwrap();
     // The known user's hash must have the live parameters, as in production.
     let replaced = "a long enough password";
-    Admin::new(store.clone(), hasher.clone())
-        .add_user(
-            NewUser {
-                username: "timed-user".into(),
-                account: None,
-                password: Some(secret(replaced)),
-            },
-            T0,
-        )
-        .await
-        .unwrap();
+    // A user of its own for the repeated password: the new wrong passwords of the other would
+    // push it out of the ten remembered.
+    for username in ["timed-user", "timed-repeats"] {
+        Admin::new(store.clone(), hasher.clone())
+            .add_user(
+                NewUser {
+                    username: username.into(),
+                    account: None,
+                    password: Some(secret(replaced)),
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+    }
     let svc = SessionService::new(store, hasher, policy);
     // A reset makes `replaced` the previous password, recognised for the grace period.
     let session = svc
@@ -298,7 +302,7 @@ async fn every_kind_of_wrong_password_takes_the_same_time() {
                 let n = guesses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 ("timed-user", format!("new wrong password {n}"))
             }
-            1 => ("timed-user", "the same wrong password".to_owned()),
+            1 => ("timed-repeats", "the same wrong password".to_owned()),
             2 => ("timed-user", replaced.to_owned()),
             _ => ("no-such-user", "the same wrong password".to_owned()),
         };

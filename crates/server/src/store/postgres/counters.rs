@@ -61,10 +61,11 @@ pub(super) async fn apply_change(
         .await
         .map_err(map_err)?;
     }
-    if let Some(ip) = &change.address_failure {
-        sqlx::query("INSERT INTO ip_failure_log (ip, at) VALUES ($1, $2)")
-            .bind(ip)
+    if let Some(failure) = &change.address_failure {
+        sqlx::query("INSERT INTO ip_failure_log (ip, at, counted) VALUES ($1, $2, $3)")
+            .bind(&failure.ip)
             .bind(change.at.0)
+            .bind(failure.counts)
             .execute(&mut **tx)
             .await
             .map_err(map_err)?;
@@ -106,7 +107,7 @@ pub(super) async fn apply_change(
     if let Some(digest) = &change.remember {
         sqlx::query(
             "INSERT INTO failed_passwords (username, bucket, digest, at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT (username, bucket, digest) DO UPDATE SET at = excluded.at",
         )
         .bind(&change.username)
         .bind(&change.bucket)
@@ -169,10 +170,14 @@ impl CounterStore for PostgresStore {
             "SELECT f.failures, f.locked_until, f.forgiven_before,
                     (SELECT COUNT(*) FROM login_attempts
                      WHERE username = $1 AND bucket = $5 AND expires_at > $2) AS in_flight,
-                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = $3 AND at > $4)
+                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = $3 AND at > $4 AND counted)
                       AS ip_failures,
-                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = $3 AND at > $4)
+                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = $3 AND at > $4 AND counted)
                       AS oldest_ip_failure,
+                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = $3 AND at > $4)
+                      AS ip_checks,
+                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = $3 AND at > $4)
+                      AS oldest_ip_check,
                     (SELECT COUNT(*) FROM login_attempts WHERE ip = $3 AND expires_at > $2)
                       AS ip_in_flight,
                     p.digest AS previous_digest, p.until AS previous_until
@@ -243,14 +248,18 @@ impl CounterStore for PostgresStore {
     }
 
     async fn address_failures(&self, window: &AddressWindow) -> StoreResult<AddressCounters> {
-        sqlx::query_as::<_, (i64, Option<i64>)>(
-            "SELECT COUNT(*), MIN(at) FROM ip_failure_log WHERE ip = $1 AND at > $2",
+        sqlx::query_as::<_, (i64, Option<i64>, i64, Option<i64>)>(
+            "SELECT COUNT(*) FILTER (WHERE counted), MIN(at) FILTER (WHERE counted),
+                    COUNT(*), MIN(at)
+             FROM ip_failure_log WHERE ip = $1 AND at > $2",
         )
         .bind(&window.ip)
         .bind(window.since.0)
         .fetch_one(&self.pool)
         .await
-        .map(|(n, oldest)| rows::address_failures(n, oldest))
+        .map(|(n, oldest, checks, oldest_check)| {
+            rows::address_failures((n, oldest), (checks, oldest_check))
+        })
         .map_err(map_err)
     }
 
@@ -276,8 +285,10 @@ impl CounterStore for PostgresStore {
         let orphans = sqlx::query(
             "DELETE FROM failed_passwords p
              WHERE NOT EXISTS (SELECT 1 FROM login_failures f
-                               WHERE f.username = p.username AND f.bucket = p.bucket)",
+                               WHERE f.username = p.username AND f.bucket = p.bucket
+                                 AND (f.locked_until IS NULL OR f.locked_until > $1))",
         )
+        .bind(now.0)
         .execute(&self.pool)
         .await
         .map_err(map_err)?

@@ -46,10 +46,14 @@ impl CounterStore for SqliteStore {
              SELECT f.failures, f.locked_until, f.forgiven_before,
                     (SELECT COUNT(*) FROM login_attempts
                      WHERE username = ?1 AND bucket = ?2 AND expires_at > ?3) AS in_flight,
-                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = ?4 AND at > ?5)
+                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = ?4 AND at > ?5 AND counted)
                       AS ip_failures,
-                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = ?4 AND at > ?5)
+                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = ?4 AND at > ?5 AND counted)
                       AS oldest_ip_failure,
+                    (SELECT COUNT(*) FROM ip_failure_log WHERE ip = ?4 AND at > ?5)
+                      AS ip_checks,
+                    (SELECT MIN(at) FROM ip_failure_log WHERE ip = ?4 AND at > ?5)
+                      AS oldest_ip_check,
                     (SELECT COUNT(*) FROM login_attempts WHERE ip = ?4 AND expires_at > ?3)
                       AS ip_in_flight,
                     p.digest AS previous_digest, p.until AS previous_until
@@ -117,14 +121,18 @@ impl CounterStore for SqliteStore {
     }
 
     async fn address_failures(&self, window: &AddressWindow) -> StoreResult<AddressCounters> {
-        sqlx::query_as::<_, (i64, Option<i64>)>(
-            "SELECT COUNT(*), MIN(at) FROM ip_failure_log WHERE ip = ? AND at > ?",
+        sqlx::query_as::<_, (i64, Option<i64>, i64, Option<i64>)>(
+            "SELECT COUNT(*) FILTER (WHERE counted), MIN(at) FILTER (WHERE counted),
+                    COUNT(*), MIN(at)
+             FROM ip_failure_log WHERE ip = ? AND at > ?",
         )
         .bind(&window.ip)
         .bind(window.since.0)
         .fetch_one(&self.readers)
         .await
-        .map(|(n, oldest)| rows::address_failures(n, oldest))
+        .map(|(n, oldest, checks, oldest_check)| {
+            rows::address_failures((n, oldest), (checks, oldest_check))
+        })
         .map_err(map_err)
     }
 
@@ -148,7 +156,8 @@ impl CounterStore for SqliteStore {
              DELETE FROM failed_passwords
              WHERE NOT EXISTS (SELECT 1 FROM login_failures f
                                WHERE f.username = failed_passwords.username
-                                 AND f.bucket = failed_passwords.bucket);
+                                 AND f.bucket = failed_passwords.bucket
+                                 AND (f.locked_until IS NULL OR f.locked_until > ?));
              SELECT changes();
              DELETE FROM ip_failure_log WHERE at <= ?;
              SELECT changes();
@@ -161,6 +170,7 @@ impl CounterStore for SqliteStore {
              COMMIT;",
         )
         .bind(unknown_failures_before.0)
+        .bind(now.0)
         .bind(now.0)
         .bind(ip_failures_until.0)
         .bind(now.0)

@@ -36,7 +36,7 @@ macro_rules! apply_change_sql {
         "DELETE FROM login_attempts WHERE attempt_id = ?;
          INSERT INTO login_attempts (attempt_id, username, expires_at, ip, bucket)
            SELECT ?, ?, ?, ?, ? WHERE ? IS NOT NULL;
-         INSERT INTO ip_failure_log (ip, at) SELECT ?, ? WHERE ? IS NOT NULL;
+         INSERT INTO ip_failure_log (ip, at, counted) SELECT ?, ?, ? WHERE ? IS NOT NULL;
          INSERT INTO login_failures
              (username, bucket, failures, locked_until, updated_at, forgiven_before)
            SELECT ?, ?, ?, ?, ?, ? WHERE ?
@@ -48,7 +48,7 @@ macro_rules! apply_change_sql {
          DELETE FROM failed_passwords WHERE username = ? AND bucket = ? AND ?;
          INSERT INTO failed_passwords (username, bucket, digest, at)
            SELECT ?, ?, ?, ? WHERE ? IS NOT NULL
-           ON CONFLICT DO NOTHING;
+           ON CONFLICT (username, bucket, digest) DO UPDATE SET at = excluded.at;
          INSERT INTO familiar_sources (username, network, last_success_at)
            SELECT ?, ?, ? WHERE ? IS NOT NULL
            ON CONFLICT (username, network) DO UPDATE
@@ -96,6 +96,7 @@ pub(super) fn bind_change<'q>(
     let reserved = reserve.map(|r| r.attempt_id.as_str());
     let count = change.count;
     let remember = change.remember.as_ref().map(AttemptDigest::as_bytes);
+    let address = change.address_failure.as_ref();
     let (username, bucket) = (&change.username, &change.bucket);
     query
         .bind(change.release.as_deref())
@@ -105,9 +106,10 @@ pub(super) fn bind_change<'q>(
         .bind(reserve.and_then(|r| r.ip.as_deref()))
         .bind(bucket)
         .bind(reserved)
-        .bind(change.address_failure.as_deref())
+        .bind(address.map(|a| a.ip.as_str()))
         .bind(change.at.0)
-        .bind(change.address_failure.as_deref())
+        .bind(address.is_some_and(|a| a.counts))
+        .bind(address.map(|a| a.ip.as_str()))
         .bind(username)
         .bind(bucket)
         .bind(count.map_or(0, |c| i64::from(c.failures)))

@@ -556,4 +556,85 @@ pub async fn the_latest_ten_wrong_passwords_are_remembered(store: Arc<dyn Store>
         fail("r0".into(), "guess 0".into(), later).await,
         Some(Failure::Counted { failures: 13, .. })
     ));
+    // Counted again, it is the latest again: its next repeat counts no more.
+    assert_eq!(
+        fail("r0-again".into(), "guess 0".into(), later.plus(secs(1))).await,
+        Some(Failure::Uncounted(Uncounted::Repeated))
+    );
+}
+
+/// Wrong passwords that did not count are logged against the address apart: they never
+/// reach its limit of new guesses, only its ten-times-larger allowance of checks.
+pub async fn uncounted_checks_use_the_address_allowance_not_its_limit(store: Arc<dyn Store>) {
+    let ip = "192.0.2.55";
+    let check = |id: String, at: Timestamp| {
+        let store = store.clone();
+        async move {
+            let reserved = store
+                .reserve_attempt(&attempt_from("xia", &id, at, ip, 2))
+                .await
+                .unwrap();
+            if reserved == GRANTED {
+                let failed = failed_with(at.plus(mins(15)), "the same guess");
+                store
+                    .finish_attempt(&end_from("xia", &id, failed, at, ip))
+                    .await
+                    .unwrap();
+            }
+            reserved
+        }
+    };
+    // One new guess, then its repeats: 20 wrong passwords in all from the address.
+    for i in 0..20 {
+        assert_eq!(
+            check(format!("c{i}"), T0.plus(secs(i))).await,
+            GRANTED,
+            "check {i}"
+        );
+    }
+    let window = IpLimit {
+        ip: ip.into(),
+        limit: 2,
+        since: T0.plus(secs(30)).minus(mins(60)),
+    };
+    let a = store.address_failures(&window.window()).await.unwrap();
+    assert_eq!((a.failures, a.oldest_failure), (1, Some(T0)));
+    assert_eq!((a.checks, a.oldest_check), (20, Some(T0)));
+    assert_eq!(
+        check("over".into(), T0.plus(secs(30))).await,
+        AttemptReservation::Throttled {
+            until: T0.plus(mins(60))
+        }
+    );
+}
+
+/// A user's remembered wrong passwords go with the lock that ended, even if the user never
+/// comes back to start the count again.
+pub async fn remembered_passwords_of_an_ended_lock_are_purged(store: Arc<dyn Store>) {
+    store.insert_user(&user("yan")).await.unwrap();
+    for i in 0..5u64 {
+        let id = format!("y{i}");
+        store
+            .reserve_attempt(&attempt("yan", &id, T0))
+            .await
+            .unwrap();
+        store
+            .finish_attempt(&end("yan", &id, failed(T0.plus(mins(15))), T0))
+            .await
+            .unwrap();
+    }
+    let purge = |at: Timestamp| {
+        let store = store.clone();
+        async move {
+            store
+                .purge_counters(at.minus(mins(15)), at.minus(mins(60)), at, at)
+                .await
+                .unwrap()
+        }
+    };
+    // While the lock lasts they stay.
+    assert_eq!(purge(T0.plus(mins(14))).await, 0);
+    // Once it has ended they go; the user's counter stays until its next change.
+    assert_eq!(purge(T0.plus(mins(15))).await, 5);
+    assert_eq!(store.lockout("yan").await.unwrap().unwrap().failures, 5);
 }

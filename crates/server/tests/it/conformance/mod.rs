@@ -180,6 +180,8 @@ macro_rules! conformance {
                 counters::buckets_count_apart_and_an_unlock_clears_them_all,
                 counters::a_success_records_its_familiar_source_until_purged,
                 counters::the_latest_ten_wrong_passwords_are_remembered,
+                counters::uncounted_checks_use_the_address_allowance_not_its_limit,
+                counters::remembered_passwords_of_an_ended_lock_are_purged,
                 users::the_password_a_reset_replaced_is_recognised_until_its_grace_ends,
                 idempotency::idempotency_claims_are_exclusive_per_user_and_key,
                 audit::audit_records_round_trip_and_filter,
