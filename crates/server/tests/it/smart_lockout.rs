@@ -202,6 +202,14 @@ async fn without_a_grace_period_the_replaced_password_counts_at_once() {
     assert_eq!(svc.store().lockouts(USERNAME).await.unwrap()[0].failures, 1);
 }
 
+/// Five distinct wrong passwords for the user from `ip` at `at`, each refused as one.
+async fn five_guesses(svc: &SessionService, ip: &str, prefix: &str, at: Timestamp) {
+    for i in 0..5 {
+        let guess = format!("{prefix}{i}");
+        assert!(invalid(login_as(svc, ip, USERNAME, &guess, at).await));
+    }
+}
+
 fn familiar(mode: FamiliarSources) -> Policy {
     Policy {
         familiar_sources: mode,
@@ -222,12 +230,7 @@ async fn a_guesser_elsewhere_cannot_lock_out_a_familiar_address() {
     login_as(&svc, home, USERNAME, PASSWORD, T0.minus(secs(1)))
         .await
         .unwrap();
-    for i in 0..5 {
-        let guess = format!("guess {i}");
-        assert!(invalid(
-            login_as(&svc, "127.0.0.2", USERNAME, &guess, T0).await
-        ));
-    }
+    five_guesses(&svc, "127.0.0.2", "guess ", T0).await;
     let r = login_as(&svc, "127.0.0.2", USERNAME, PASSWORD, T0).await;
     assert!(locked(&r), "{r:?}");
     // A neighbour of the familiar address is not familiar in address mode.
@@ -269,12 +272,7 @@ async fn a_familiar_source_stays_familiar_for_its_window_only() {
     login_as(&svc, "192.0.2.1", USERNAME, PASSWORD, T0)
         .await
         .unwrap();
-    for i in 0..5 {
-        let guess = format!("guess {i}");
-        assert!(invalid(
-            login_as(&svc, "198.51.100.7", USERNAME, &guess, T0).await
-        ));
-    }
+    five_guesses(&svc, "198.51.100.7", "guess ", T0).await;
     // Another machine of the same /24, a second before the window ends: familiar.
     let last = T0.plus(mins(60)).minus(secs(1));
     login_as(&svc, "192.0.2.77", USERNAME, PASSWORD, last)
@@ -283,12 +281,7 @@ async fn a_familiar_source_stays_familiar_for_its_window_only() {
     // Its success moved the window on; an hour after that, the network is a stranger again and
     // shares the locked bucket (the lock lasts 15 minutes from the guesses: lock it anew).
     let stranger_again = last.plus(mins(60));
-    for i in 0..5 {
-        let guess = format!("later guess {i}");
-        assert!(invalid(
-            login_as(&svc, "198.51.100.7", USERNAME, &guess, stranger_again).await
-        ));
-    }
+    five_guesses(&svc, "198.51.100.7", "later guess ", stranger_again).await;
     let r = login_as(&svc, "192.0.2.1", USERNAME, PASSWORD, stranger_again).await;
     assert!(locked(&r), "{r:?}");
 }
@@ -299,12 +292,7 @@ async fn with_familiar_sources_off_every_source_shares_one_count() {
     login_as(&svc, "192.0.2.1", USERNAME, PASSWORD, T0.minus(secs(1)))
         .await
         .unwrap();
-    for i in 0..5 {
-        let guess = format!("guess {i}");
-        assert!(invalid(
-            login_as(&svc, "198.51.100.7", USERNAME, &guess, T0).await
-        ));
-    }
+    five_guesses(&svc, "198.51.100.7", "guess ", T0).await;
     let r = login_as(&svc, "192.0.2.1", USERNAME, PASSWORD, T0).await;
     assert!(locked(&r), "{r:?}");
 }
