@@ -72,6 +72,7 @@ fn username_key(username: &str, bucket: &str, now: Timestamp) -> CounterKey {
         bucket: bucket.to_owned(),
         address: None,
         now,
+        remembered: true,
     }
 }
 

@@ -178,6 +178,7 @@ impl AttemptRequest {
             bucket: self.bucket.clone(),
             address: self.ip.as_ref().map(IpLimit::window),
             now: self.now,
+            remembered: false,
         }
     }
 }

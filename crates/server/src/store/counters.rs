@@ -22,6 +22,10 @@ pub struct CounterKey {
     pub bucket: String,
     /// For a login: its client address and window.
     pub address: Option<AddressWindow>,
+    /// Whether the decision needs the remembered wrong passwords ([`Counters::remembered`]):
+    /// ending an attempt does, a reservation does not, and a backend that reads them with a
+    /// statement of their own (PostgreSQL) skips it then.
+    pub remembered: bool,
     /// Reservations that lapsed by then are not counted as in flight.
     pub now: Timestamp,
 }
@@ -52,7 +56,8 @@ pub struct Counters {
     /// The latest (at most ten) wrong passwords counted in `failures`, as digests: the same
     /// one again is not counted twice. Ten covers every count under the default threshold
     /// and keeps the read small under a large one; a repeat older than that counts once
-    /// more (and is the latest again), which is stricter, never looser.
+    /// more (and is the latest again), which is stricter, never looser. Read when the key
+    /// asks for them ([`CounterKey::remembered`]); otherwise possibly left empty.
     pub remembered: Vec<AttemptDigest>,
     /// The password the user's last reset replaced, while it is recognised.
     pub previous: Option<PreviousPassword>,

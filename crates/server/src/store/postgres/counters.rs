@@ -194,16 +194,18 @@ impl CounterStore for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
-        counters.remembered = sqlx::query(
-            "SELECT digest FROM failed_passwords WHERE username = $1 AND bucket = $2
+        if key.remembered {
+            counters.remembered = sqlx::query(
+                "SELECT digest FROM failed_passwords WHERE username = $1 AND bucket = $2
                  ORDER BY at DESC LIMIT 10",
-        )
-        .bind(&key.username)
-        .bind(&key.bucket)
-        .try_map(|row: PgRow| rows::remembered(&row))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
+            )
+            .bind(&key.username)
+            .bind(&key.bucket)
+            .try_map(|row: PgRow| rows::remembered(&row))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
         Ok(Box::new(Held { tx, counters }))
     }
 
