@@ -216,7 +216,7 @@ fn metrics_listen_moves_metrics_off_the_main_listener() {
     let http = Client::new();
     let r = http.get(format!("http://{addr}/metrics")).send().unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.text().unwrap().contains("lockouts_total"));
+    assert!(r.text().unwrap().contains("m2m_session_lockouts_total"));
     assert_eq!(
         http.get(served.url("/metrics")).send().unwrap().status(),
         404

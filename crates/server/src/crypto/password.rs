@@ -344,7 +344,8 @@ impl PasswordHasher {
             .acquire()
             .await
             .map_err(|_| CryptoError::Worker)?;
-        metrics::histogram!("argon2_queue_wait_seconds").record(waiting.elapsed().as_secs_f64());
+        metrics::histogram!(crate::telemetry::ARGON2_QUEUE_WAIT)
+            .record(waiting.elapsed().as_secs_f64());
         tokio::task::spawn_blocking(job)
             .await
             .map_err(|_| CryptoError::Worker)

@@ -19,6 +19,7 @@ use crate::crypto::{Admission, AttemptDigest};
 use crate::store::{
     CounterKey, CounterStore, CountersChange, PreviousPassword, StoreResult, UserRecord,
 };
+use crate::telemetry;
 use crate::time::Timestamp;
 
 /// Pause between tries while a username's verifications are all in flight.
@@ -216,7 +217,7 @@ impl SessionService {
                 format!("counted: failure {failures} of {threshold}{place}"),
             ),
             Failure::Uncounted(why) => {
-                metrics::counter!("login_failures_uncounted_total", "reason" => why.as_str())
+                metrics::counter!(telemetry::LOGIN_FAILURES_UNCOUNTED, "reason" => why.as_str())
                     .increment(1);
                 let text = match why {
                     Uncounted::Forgiven => "it arrived before the user's last success or unlock",
@@ -245,7 +246,7 @@ impl SessionService {
             ..
         } = failure
         {
-            metrics::counter!("lockouts_total").increment(1);
+            metrics::counter!(telemetry::LOCKOUTS).increment(1);
             tracing::warn!(
                 username = attempt.username,
                 bucket = %bucket,

@@ -107,7 +107,7 @@ impl SessionService {
     ) -> Result<SessionToken, DomainError> {
         let result = self.login_unaudited(ctx, username, password, now).await;
         let outcome = AuditOutcome::of(&result);
-        metrics::counter!("login_total", "result" => outcome.as_str()).increment(1);
+        metrics::counter!(crate::telemetry::LOGINS, "result" => outcome.as_str()).increment(1);
         // A session that started was audited in the transaction that stored it, a wrong
         // password where the rule it met was known (`fail_attempt`).
         if result.is_err() && outcome != AuditOutcome::InvalidCredentials {

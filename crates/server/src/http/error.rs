@@ -8,6 +8,7 @@ use m2m_session_model::{
 };
 
 use crate::domain::DomainError;
+use crate::telemetry;
 
 /// Seconds a client should wait after a 503 before trying again.
 const RETRY_AFTER_UNAVAILABLE: u64 = 1;
@@ -163,12 +164,12 @@ impl From<DomainError> for AppError {
                 "The Idempotency-Key must be 1 to 255 printable ASCII characters.",
             ),
             DomainError::Unavailable(reason) => {
-                metrics::counter!("store_errors_total").increment(1);
+                metrics::counter!(telemetry::STORE_ERRORS).increment(1);
                 tracing::warn!(%reason, "store unavailable");
                 Self::unavailable()
             }
             DomainError::StoreFailed(error) => {
-                metrics::counter!("store_errors_total").increment(1);
+                metrics::counter!(telemetry::STORE_ERRORS).increment(1);
                 tracing::error!(%error, "store failed");
                 Self::internal()
             }

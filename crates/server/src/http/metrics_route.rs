@@ -24,8 +24,8 @@ pub async fn track(request: Request, next: Next) -> Response {
         ("method", method),
         ("status", response.status().as_u16().to_string()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
+    metrics::counter!(telemetry::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(telemetry::HTTP_REQUEST_DURATION, &labels)
         .record(started.elapsed().as_secs_f64());
     response
 }
@@ -52,9 +52,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .into_response();
     };
     match state.service.live_sessions(state.clock.now()).await {
-        Ok(n) => metrics::gauge!("active_sessions").set(n as f64),
+        Ok(n) => metrics::gauge!(telemetry::ACTIVE_SESSIONS).set(n as f64),
         Err(e) => tracing::warn!(error = %e, "counting active sessions for /metrics failed"),
     }
+    telemetry::collect_process();
     (
         [(
             header::CONTENT_TYPE,

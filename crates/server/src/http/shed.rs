@@ -1,8 +1,9 @@
 //! 503s the server gives on purpose: overload, draining, the connection cap.
 //!
-//! They are expected states, not faults: each is counted in `http_shed_total{reason}`, and the
-//! log gets one WARN summary at most every [`SUMMARY_INTERVAL`], so that a burst of 300 shed
-//! logins is one line rather than 300 ERROR lines.
+//! They are expected states, not faults: each is counted in
+//! `m2m_session_http_shed_total{reason}`, and the log gets one WARN summary at most every
+//! [`SUMMARY_INTERVAL`], so that a burst of 300 shed logins is one line rather than 300 ERROR
+//! lines.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppError;
 use crate::listener::OverCapacity;
+use crate::telemetry;
 
 /// The shortest time between two summary lines.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
@@ -30,9 +32,11 @@ pub enum Reason {
 }
 
 impl Reason {
-    const ALL: [Self; 3] = [Self::Overloaded, Self::Draining, Self::ConnectionCap];
+    /// Every reason, for the counters shown at 0 from the start.
+    pub(crate) const ALL: [Self; 3] = [Self::Overloaded, Self::Draining, Self::ConnectionCap];
 
-    fn as_str(self) -> &'static str {
+    /// The `reason` label.
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Overloaded => "overloaded",
             Self::Draining => "draining",
@@ -46,7 +50,7 @@ static LAST_SUMMARY: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// Counts one shed answer and writes the summary line when it is due.
 pub fn record(reason: Reason) {
-    metrics::counter!("http_shed_total", "reason" => reason.as_str()).increment(1);
+    metrics::counter!(telemetry::HTTP_SHED, "reason" => reason.as_str()).increment(1);
     SINCE_SUMMARY[reason as usize].fetch_add(1, Ordering::Relaxed);
     let now = Instant::now();
     {
@@ -64,7 +68,7 @@ pub fn record(reason: Reason) {
         draining = counts[1],
         connection_cap = counts[2],
         "answered 503 on purpose (overload, drain or connection cap) since the last such line; \
-         see http_shed_total"
+         see m2m_session_http_shed_total"
     );
 }
 

@@ -29,6 +29,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::telemetry;
+
 mod deadlines;
 
 use deadlines::{Deadlines, InFlight, Timed};
@@ -101,7 +103,7 @@ pub async fn serve(
             Err(_) => match reserve.take(&deadlines) {
                 Some(slot) => (None, Some(slot)),
                 None => {
-                    metrics::counter!("http_connections_refused_total").increment(1);
+                    metrics::counter!(telemetry::HTTP_CONNECTIONS_REFUSED).increment(1);
                     drop(stream);
                     continue;
                 }
@@ -119,7 +121,7 @@ pub async fn serve(
         let tls = tls.clone();
         let reserve = reserve.clone();
         tokio::spawn(async move {
-            metrics::gauge!("http_connections_open").increment(1.0);
+            metrics::gauge!(telemetry::HTTP_CONNECTIONS_OPEN).increment(1.0);
             let work = async move {
                 match tls {
                     None => conn.serve(stream).await,
@@ -140,14 +142,14 @@ pub async fn serve(
                 Some(slot) => tokio::select! {
                     () = work => {}
                     () = slot.evicted.notified() => {
-                        metrics::counter!("http_connections_evicted_total").increment(1);
+                        metrics::counter!(telemetry::HTTP_CONNECTIONS_EVICTED).increment(1);
                     }
                 },
             }
             if let Some(slot) = slot {
                 reserve.give_back(slot.id);
             }
-            metrics::gauge!("http_connections_open").decrement(1.0);
+            metrics::gauge!(telemetry::HTTP_CONNECTIONS_OPEN).decrement(1.0);
             drop(permit);
         });
     }
@@ -171,7 +173,7 @@ async fn accept_failed(e: &io::Error) {
     ) {
         return;
     }
-    metrics::counter!("http_accept_errors_total").increment(1);
+    metrics::counter!(telemetry::HTTP_ACCEPT_ERRORS).increment(1);
     tracing::debug!(error = %e, "accept failed; retrying in 50 ms");
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
@@ -222,7 +224,7 @@ impl Reserve {
 }
 
 fn timed_out() {
-    metrics::counter!("http_connections_timed_out_total").increment(1);
+    metrics::counter!(telemetry::HTTP_CONNECTIONS_TIMED_OUT).increment(1);
 }
 
 struct Connection {

@@ -116,7 +116,7 @@ async fn shed_logins_and_a_drain_are_counted_and_summarised_not_logged_as_errors
         .unwrap();
     let counted = metrics
         .lines()
-        .find(|l| l.starts_with("http_shed_total{reason=\"overloaded\"}"))
+        .find(|l| l.starts_with("m2m_session_http_shed_total{reason=\"overloaded\"}"))
         .unwrap_or_else(|| panic!("no shed counter in {metrics}"));
     assert!(
         counted.ends_with(&format!(" {shed}")),
