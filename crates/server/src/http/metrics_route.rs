@@ -10,15 +10,17 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use crate::telemetry;
 
-/// Counts and times each request by its route template (never the raw path: bounded labels).
+/// Counts and times each request by its route template (never the raw path: bounded labels),
+/// and hands the template on in the response's extensions to the access log, which sits
+/// outside the router and so never sees the request's [`MatchedPath`].
 pub async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched
+        .as_ref()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     let labels = [
         ("route", route),
         ("method", method),
@@ -27,6 +29,9 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::counter!(telemetry::HTTP_REQUESTS, &labels).increment(1);
     metrics::histogram!(telemetry::HTTP_REQUEST_DURATION, &labels)
         .record(started.elapsed().as_secs_f64());
+    if let Some(matched) = matched {
+        response.extensions_mut().insert(matched);
+    }
     response
 }
 

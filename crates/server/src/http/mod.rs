@@ -1,6 +1,7 @@
 //! Routes and extractors: turn HTTP into domain calls and domain results into the contract's
 //! answers. Handlers are a few lines each; rules live in the domain.
 
+mod access_log;
 mod client_ip;
 mod error;
 mod extract;
@@ -22,6 +23,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use client_ip::resolve as resolve_client_ip;
 pub use error::AppError;
 
@@ -129,7 +131,10 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_failure(on_failure),
         )
-        // Outside the trace layer, so that the span has the id.
+        // One line per request, with its route template (set by `metrics_route::track` on the
+        // response) and its id; outside the trace layer, so that the line stands on its own.
+        .layer(axum::middleware::from_fn(access_log::log))
+        // Outside the trace layer and the access log, so that both have the id.
         .layer(axum::middleware::from_fn(request_id::assign))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,

@@ -52,6 +52,175 @@ fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
     (captured, tracing::subscriber::set_default(subscriber))
 }
 
+fn capture_json() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+/// Requests that carry every kind of secret, each with an id of its own: an OAuth token
+/// request (client secret in a header), a login (bearer in a header, password in the body), a
+/// verify (session token in a header), a path no route serves with a token in its query, and
+/// a health check. Returns the secrets.
+async fn requests_with_secrets(f: &Fixture) -> Vec<String> {
+    let token = f
+        .http
+        .post(f.url("/api/ts/v1/oauth2/token"))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .header("X-Request-Id", "access-token")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let bearer = json(token).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let login = f
+        .http
+        .post(f.url("/api/m2m/v1/session/login"))
+        .bearer_auth(&bearer)
+        .header("X-Request-Id", "access-login")
+        .json(&serde_json::json!({"username": USERNAME, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let session = json(login).await["sessionToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verify = f
+        .http
+        .get(f.url("/auth/verify"))
+        .bearer_auth(&bearer)
+        .header("VZ-M2M-Token", &session)
+        .header("X-Request-Id", "access-verify")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verify.status(), 204);
+    let query_secret = "query-secret-0123456789";
+    let unknown = f
+        .http
+        .get(f.url(&format!("/no/such/path?access_token={query_secret}")))
+        .header("X-Request-Id", "access-unknown")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let health = f
+        .http
+        .get(f.url("/healthz"))
+        .header("X-Request-Id", "access-health")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    vec![
+        CLIENT_SECRET.to_owned(),
+        bearer,
+        PASSWORD.to_owned(),
+        session,
+        query_secret.to_owned(),
+    ]
+}
+
+/// What each access line must say, by request id: method, route, status.
+const EXPECTED_ACCESS: &[(&str, &str, &str, u16)] = &[
+    ("access-token", "POST", "/api/ts/v1/oauth2/token", 200),
+    ("access-login", "POST", "/api/m2m/v1/session/login", 200),
+    ("access-verify", "GET", "/auth/verify", 204),
+    ("access-unknown", "GET", "unmatched", 404),
+];
+
+#[tokio::test]
+async fn each_request_has_one_access_line_with_route_status_latency_and_id_and_no_secret() {
+    let (logs, _guard) = capture();
+    let f = Fixture::start().await;
+    let secrets = requests_with_secrets(&f).await;
+    f.server.stop().await;
+    let lines = logs.lines();
+    for (id, method, route, status) in EXPECTED_ACCESS {
+        let access: Vec<_> = lines
+            .iter()
+            .filter(|l| {
+                l.contains(" m2m_session::access: ") && l.contains(&format!("request_id={id}"))
+            })
+            .collect();
+        assert_eq!(access.len(), 1, "{id}: {lines:#?}");
+        let line = access[0];
+        assert!(line.contains(" INFO "), "{line}");
+        for field in [
+            format!("method={method} "),
+            format!("route={route} "),
+            format!("status={status} "),
+            "latency_ms=".to_owned(),
+        ] {
+            assert!(line.contains(&field), "{field} not in {line}");
+        }
+    }
+    let unknown = lines
+        .iter()
+        .find(|l| l.contains(" m2m_session::access: ") && l.contains("request_id=access-unknown"))
+        .unwrap();
+    assert!(unknown.contains("path=\"/no/such/path\" "), "{unknown}");
+    // A successful health check is logged at DEBUG only.
+    assert!(!lines.iter().any(|l| l.contains("request_id=access-health")));
+    for secret in &secrets {
+        let leaks: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains(secret.as_str()))
+            .collect();
+        assert!(leaks.is_empty(), "{secret} logged: {leaks:#?}");
+    }
+}
+
+#[tokio::test]
+async fn access_lines_in_json_carry_the_same_fields() {
+    let (logs, _guard) = capture_json();
+    let f = Fixture::start().await;
+    let secrets = requests_with_secrets(&f).await;
+    f.server.stop().await;
+    let lines = logs.lines();
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let access: Vec<_> = objects
+        .iter()
+        .filter(|o| o["target"] == "m2m_session::access")
+        .collect();
+    assert_eq!(access.len(), EXPECTED_ACCESS.len(), "{access:#?}");
+    for (id, method, route, status) in EXPECTED_ACCESS {
+        let line = access
+            .iter()
+            .find(|o| o["fields"]["request_id"] == *id)
+            .unwrap_or_else(|| panic!("no access line for {id}: {access:#?}"));
+        let fields = &line["fields"];
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(fields["method"], *method, "{line}");
+        assert_eq!(fields["route"], *route, "{line}");
+        assert_eq!(fields["status"], *status, "{line}");
+        let latency = fields["latency_ms"]
+            .as_f64()
+            .expect("latency_ms is a number");
+        assert!((0.0..10_000.0).contains(&latency), "{line}");
+    }
+    for secret in &secrets {
+        let leaks: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains(secret.as_str()))
+            .collect();
+        assert!(leaks.is_empty(), "{secret} logged: {leaks:#?}");
+    }
+}
+
 #[tokio::test]
 async fn the_lock_line_carries_the_request_id() {
     let (logs, _guard) = capture();
