@@ -451,3 +451,191 @@ async fn traffic(f: &Fixture) {
     assert_eq!(r.status(), 204);
     scrape_text(f).await;
 }
+
+/// The metric names a PromQL expression reads: identifiers that are not functions (followed
+/// by `(`), keywords, label names (inside `{}`, `by (...)` and the like), durations (inside
+/// `[]`, after `offset`), strings or numbers. `label_values(m, label)` (a Grafana variable
+/// query) reads `m`.
+fn promql_metric_names(expr: &str) -> BTreeSet<String> {
+    const KEYWORDS: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "offset",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "inf",
+        "nan",
+    ];
+    const LABEL_LISTS: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let mut names = BTreeSet::new();
+    let mut i = 0;
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let skip_to = |from: usize, close: char| {
+        let mut j = from;
+        while j < chars.len() && chars[j] != close {
+            if chars[j] == '"' {
+                j += 1;
+                while j < chars.len() && chars[j] != '"' {
+                    j += usize::from(chars[j] == '\\') + 1;
+                }
+            }
+            j += 1;
+        }
+        j + 1
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{' {
+            i = skip_to(i + 1, '}');
+        } else if c == '[' {
+            i = skip_to(i + 1, ']');
+        } else if c == '"' || c == '\'' || c == '`' {
+            let mut j = i + 1;
+            while j < chars.len() && chars[j] != c {
+                j += usize::from(chars[j] == '\\') + 1;
+            }
+            i = j + 1;
+        } else if c == '$' || c.is_ascii_digit() || c == '.' {
+            // A Grafana variable, a number or a duration.
+            i += 1;
+            while i < chars.len() && (ident(chars[i]) || chars[i] == '.') {
+                i += 1;
+            }
+        } else if ident(c) {
+            let start = i;
+            while i < chars.len() && ident(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next].is_whitespace() {
+                next += 1;
+            }
+            // A function call, or an aggregation with its grouping first: `sum by (le) (...)`.
+            let rest: String = chars[next..].iter().take(8).collect();
+            let grouped = ["by", "without"].iter().any(|kw| {
+                rest.strip_prefix(kw)
+                    .is_some_and(|after| after.starts_with([' ', '(']))
+            });
+            let call = chars.get(next) == Some(&'(') || grouped;
+            if LABEL_LISTS.contains(&word.as_str()) && call {
+                i = skip_to(next + 1, ')');
+            } else if word == "label_values" && call {
+                // Only its first argument is a metric; the label after the comma is not.
+                let close = skip_to(next + 1, ')');
+                let args: String = chars[next + 1..close - 1].iter().collect();
+                let metric = args.split(',').next().unwrap_or("");
+                names.extend(promql_metric_names(metric));
+                i = close;
+            } else if word == "offset" {
+                while i < chars.len() && !chars[i].is_ascii_alphanumeric() {
+                    i += 1;
+                }
+                while i < chars.len() && ident(chars[i]) {
+                    i += 1;
+                }
+            } else if !call && !KEYWORDS.contains(&word.to_ascii_lowercase().as_str()) {
+                names.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn promql_metric_names_skips_functions_labels_and_durations() {
+    let names = promql_metric_names(
+        r#"histogram_quantile(0.99, sum by (le, route) (rate(a_seconds_bucket{job=~"$job", route!="x{y}"}[$__rate_interval])))
+           / on (instance) group_left (version) b_info + sum(rate(c_total[5m] offset 1h)) > bool 0.5
+           or vector(0) and max without (reason) (d) * 1e3"#,
+    );
+    let expected: BTreeSet<String> = ["a_seconds_bucket", "b_info", "c_total", "d"]
+        .map(str::to_owned)
+        .into();
+    assert_eq!(names, expected);
+    assert_eq!(
+        promql_metric_names("label_values(m2m_session_build_info{job=~\"$job\"}, instance)"),
+        ["m2m_session_build_info".to_owned()].into()
+    );
+}
+
+/// Every PromQL string of a Grafana dashboard: each target's `expr` and each query variable's
+/// query.
+fn dashboard_queries(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(expr)) = map.get("expr") {
+                out.push(expr.clone());
+            }
+            if map.get("type").and_then(|t| t.as_str()) == Some("query") {
+                match map.get("query") {
+                    Some(serde_json::Value::String(q)) => out.push(q.clone()),
+                    Some(serde_json::Value::Object(q)) => {
+                        if let Some(q) = q.get("query").and_then(|q| q.as_str()) {
+                            out.push(q.to_owned());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            map.values().for_each(|v| dashboard_queries(v, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| dashboard_queries(v, out)),
+        _ => {}
+    }
+}
+
+/// `deploy/grafana/m2m-session.json` reads only series this server exports: renaming a metric
+/// fails here rather than on a dashboard that quietly shows "No data".
+#[tokio::test]
+async fn the_grafana_dashboard_reads_only_exported_series() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/grafana/m2m-session.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queries = Vec::new();
+    dashboard_queries(&dashboard, &mut queries);
+    assert!(queries.len() >= 10, "{queries:?}");
+
+    let f = Fixture::start().await;
+    traffic(&f).await;
+    let text = scrape_text(&f).await;
+    let exposition = Exposition::parse(&text);
+    let mut used = BTreeSet::new();
+    for query in &queries {
+        let names = promql_metric_names(query);
+        assert!(!names.is_empty(), "no metric in {query}");
+        for name in names {
+            assert!(
+                exposition.samples.contains_key(&name),
+                "the dashboard reads {name}, which /metrics does not have (in {query})"
+            );
+            used.insert(exposition.family(&name).unwrap().to_owned());
+        }
+    }
+    // And it shows every series of ours, so that a new one is not forgotten there.
+    let unshown: Vec<_> = exposition
+        .types
+        .keys()
+        .filter(|name| name.starts_with("m2m_session_") && !used.contains(*name))
+        .collect();
+    assert!(unshown.is_empty(), "not on the dashboard: {unshown:?}");
+}
