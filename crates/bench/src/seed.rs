@@ -25,7 +25,7 @@ pub fn username(i: usize) -> String {
 
 /// Creates the client and `users` users through the admin façade, hashing as the server will.
 pub async fn users(database: &str, users: usize, argon2: Argon2Settings) -> anyhow::Result<()> {
-    let admin = open_admin(database, argon2).await?;
+    let admin = open_admin(database, argon2, true).await?;
     let now = Timestamp::now();
     admin
         .add_client(

@@ -82,6 +82,7 @@ fn digest_and_lookup(c: &mut Criterion) {
                 created_at: now,
                 last_used_at: now,
                 account: None,
+                ip: None,
             })
             .await
             .unwrap();

@@ -17,4 +17,7 @@ pub mod telemetry;
 pub mod time;
 pub mod tls;
 
+/// The commit this build was made from (`build.rs`), or `unknown`.
+pub const BUILD_COMMIT: &str = env!("M2M_SESSION_COMMIT");
+
 pub use server::{Server, ServerConfig, StartError, open_admin, shutdown_signal};

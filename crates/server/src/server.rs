@@ -82,12 +82,12 @@ pub enum StartError {
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// The operating system's reason.
-        source: std::io::Error,
+        /// The operating system's reason; part of the message, so not also its source.
+        error: std::io::Error,
     },
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
@@ -130,15 +130,15 @@ impl Server {
         let listener =
             TcpListener::bind(config.listen)
                 .await
-                .map_err(|source| StartError::Bind {
+                .map_err(|error| StartError::Bind {
                     addr: config.listen,
-                    source,
+                    error,
                 })?;
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
-                    .map_err(|source| StartError::Bind { addr, source })?,
+                    .map_err(|error| StartError::Bind { addr, error })?,
             ),
             None => None,
         };
@@ -156,7 +156,10 @@ impl Server {
             shutdown_delay: config.shutdown_delay,
             shutdown_timeout: config.shutdown_timeout,
         };
-        server.hint_when_empty().await?;
+        // The simulator creates clients and users on first use: there is nothing to add.
+        if !config.policy.simulator {
+            server.hint_when_empty().await?;
+        }
         Ok(server)
     }
 
@@ -254,10 +257,16 @@ impl Server {
     }
 }
 
-/// An admin façade over the same store a server would use.
-pub async fn open_admin(database: &str, argon2: Argon2Settings) -> Result<Admin, StartError> {
+/// An admin façade over the same store a server would use. Only `create` makes a SQLite file
+/// that is not there yet.
+pub async fn open_admin(
+    database: &str,
+    argon2: Argon2Settings,
+    create: bool,
+) -> Result<Admin, StartError> {
     let settings = StoreSettings {
         max_connections: 2,
+        create_if_missing: create,
         ..StoreSettings::default()
     };
     let store = store::open(database, &settings).await?;

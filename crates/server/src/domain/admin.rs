@@ -105,6 +105,8 @@ pub struct SessionSummary {
     pub created_at: Timestamp,
     /// Its last use as stored (writes are coalesced, see `Policy::touch_granularity`).
     pub last_used_at: Timestamp,
+    /// The address its login came from, when known.
+    pub ip: Option<String>,
 }
 
 impl Admin {
@@ -127,16 +129,7 @@ impl Admin {
     pub async fn add_user(&self, user: NewUser, now: Timestamp) -> Result<AddedUser, DomainError> {
         let username = validate_new_username(&user.username)?;
         refuse_look_alike(self.store.as_ref(), &username).await?;
-        let (password, generated_password, warnings) = match user.password {
-            Some(password) => {
-                let warnings = check_password(&password)?;
-                (password, None, warnings)
-            }
-            None => {
-                let generated = generate_password(self.rng.as_ref());
-                (generated.clone(), Some(generated), Vec::new())
-            }
-        };
+        let (password, added) = self.password_or_generated(user.password)?;
         let record = UserRecord {
             username: username.clone(),
             account: user.account,
@@ -149,9 +142,65 @@ impl Admin {
             .map_err(|e| conflict_as(e, format!("user {username:?}")))?;
         self.audit(now, AuditEvent::Admin, Some(&username), "user added")
             .await;
-        Ok(AddedUser {
-            generated_password,
-            warnings,
+        Ok(added)
+    }
+
+    /// Sets a user's password (given, or generated and returned once) and ends the user's
+    /// sessions, which were opened with the old one. A lock stays: `unlock_user` ends it.
+    /// Returns the password's warnings and how many sessions ended.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: Option<SecretString>,
+        now: Timestamp,
+    ) -> Result<(AddedUser, u64), DomainError> {
+        let username = &resolve_username(self.store.as_ref(), username).await?;
+        let user = self
+            .store
+            .find_user(username)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("user {username:?}")))?;
+        let (password, added) = self.password_or_generated(password)?;
+        let new_hash = self.hasher.hash(&password).await?;
+        // Compare-and-swap, as a rehash does: a reset that lands meanwhile is not overwritten.
+        if !self
+            .store
+            .update_password_hash(username, &user.password_hash, &new_hash)
+            .await?
+        {
+            return Err(DomainError::Unavailable(format!(
+                "the password of {username:?} changed meanwhile; nothing was set"
+            )));
+        }
+        let ended = self.store.delete_user_sessions(username).await?;
+        let detail = format!("password set by an administrator; {ended} session(s) ended");
+        self.audit(now, AuditEvent::Admin, Some(username), &detail)
+            .await;
+        Ok((added, ended))
+    }
+
+    /// A given password checked against the policy, or a generated one to be shown once.
+    fn password_or_generated(
+        &self,
+        given: Option<SecretString>,
+    ) -> Result<(SecretString, AddedUser), DomainError> {
+        Ok(match given {
+            Some(password) => {
+                let warnings = check_password(&password)?;
+                let added = AddedUser {
+                    generated_password: None,
+                    warnings,
+                };
+                (password, added)
+            }
+            None => {
+                let generated = generate_password(self.rng.as_ref());
+                let added = AddedUser {
+                    generated_password: Some(generated.clone()),
+                    warnings: Vec::new(),
+                };
+                (generated, added)
+            }
         })
     }
 
@@ -231,7 +280,7 @@ impl Admin {
         let day = std::time::Duration::from_secs(24 * 3600);
         let mut recent: Vec<_> = self
             .store
-            .list_audit(Some(username), Some(now.minus(day)))
+            .list_audit(Some(username), Some(now.minus(day)), None)
             .await?
             .into_iter()
             .filter(|r| match r.event.as_str() {
@@ -270,19 +319,7 @@ impl Admin {
         validate_client_id(&client.client_id)?;
         let scopes = normalize_scope(&client.scopes.join(" "))
             .map_err(|_| DomainError::InvalidInput("invalid scope".into()))?;
-        let generated = client
-            .secret
-            .is_none()
-            .then(|| generate_client_secret(self.rng.as_ref()));
-        let secret = client
-            .secret
-            .or_else(|| generated.clone())
-            .unwrap_or_default();
-        if secret.expose_secret().is_empty() {
-            return Err(DomainError::InvalidInput(
-                "client secret must not be empty".into(),
-            ));
-        }
+        let (secret, generated) = self.secret_or_generated(client.secret)?;
         let record = ClientRecord {
             client_id: client.client_id.clone(),
             secret_hash: self.hasher.hash(&secret).await?,
@@ -301,6 +338,53 @@ impl Admin {
         )
         .await;
         Ok(generated)
+    }
+
+    /// Gives a client a new secret (given, or generated and returned once). Its API tokens are
+    /// revoked at once unless `keep_tokens`, in which case they live until they expire (at most
+    /// an hour): the choice between cutting off a leaked secret's tokens and rotating without
+    /// a failed call. Sessions stay either way: each call also needs a live API token.
+    pub async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        secret: Option<SecretString>,
+        keep_tokens: bool,
+        now: Timestamp,
+    ) -> Result<Option<SecretString>, DomainError> {
+        let (secret, generated) = self.secret_or_generated(secret)?;
+        let hash = self.hasher.hash(&secret).await?;
+        if !self
+            .store
+            .replace_client_secret(client_id, &hash, !keep_tokens)
+            .await?
+        {
+            return Err(DomainError::NotFound(format!("client {client_id:?}")));
+        }
+        let tokens = if keep_tokens {
+            "its API tokens kept until they expire"
+        } else {
+            "its API tokens revoked"
+        };
+        let detail = format!("client {client_id:?} secret rotated; {tokens}");
+        self.audit(now, AuditEvent::Admin, None, &detail).await;
+        Ok(generated)
+    }
+
+    /// A given client secret (never empty), or a generated one to be shown once.
+    fn secret_or_generated(
+        &self,
+        given: Option<SecretString>,
+    ) -> Result<(SecretString, Option<SecretString>), DomainError> {
+        let generated = given
+            .is_none()
+            .then(|| generate_client_secret(self.rng.as_ref()));
+        let secret = given.or_else(|| generated.clone()).unwrap_or_default();
+        if secret.expose_secret().is_empty() {
+            return Err(DomainError::InvalidInput(
+                "client secret must not be empty".into(),
+            ));
+        }
+        Ok((secret, generated))
     }
 
     /// Every registered OAuth client (secrets are stored hashed and never shown).
@@ -340,6 +424,7 @@ impl Admin {
                 client_id: s.client_id,
                 created_at: s.created_at,
                 last_used_at: s.last_used_at,
+                ip: s.ip,
             })
             .collect())
     }
@@ -351,6 +436,10 @@ impl Admin {
         now: Timestamp,
     ) -> Result<u64, DomainError> {
         let username = &resolve_username(self.store.as_ref(), username).await?;
+        // One rule for every command that names a user: no such user is an error, not "0".
+        if self.store.find_user(username).await?.is_none() {
+            return Err(DomainError::NotFound(format!("user {username:?}")));
+        }
         let n = self.store.delete_user_sessions(username).await?;
         self.audit(
             now,
@@ -378,13 +467,20 @@ impl Admin {
         }
     }
 
-    /// The audit log, optionally for one username and from a time on.
+    /// The audit log, optionally for one username, from a time on and only the newest
+    /// `limit` lines; oldest first.
     pub async fn audit_log(
         &self,
         username: Option<&str>,
         since: Option<Timestamp>,
+        limit: Option<u32>,
     ) -> Result<Vec<AuditRecord>, DomainError> {
-        Ok(self.store.list_audit(username, since).await?)
+        Ok(self.store.list_audit(username, since, limit).await?)
+    }
+
+    /// A consistent copy of the database in a new file, taken while servers keep running.
+    pub async fn backup_to(&self, path: &std::path::Path) -> Result<(), DomainError> {
+        Ok(self.store.backup_to(path).await?)
     }
 
     async fn audit(&self, now: Timestamp, event: AuditEvent, username: Option<&str>, detail: &str) {

@@ -91,6 +91,8 @@ pub struct RequestContext {
     pub client_id: String,
     /// The client's address, as the trusted proxies report it.
     pub ip: Option<IpAddr>,
+    /// The request's `X-Request-Id`, written with its audit lines.
+    pub request_id: Option<String>,
 }
 
 impl RequestContext {
@@ -99,7 +101,14 @@ impl RequestContext {
         Self {
             client_id: client_id.into(),
             ip,
+            request_id: None,
         }
+    }
+
+    /// The same context, naming the request's id in the audit lines it leads to.
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
     }
 }
 
@@ -124,6 +133,7 @@ impl Entry<'_> {
             client_id: self.context.map(|c| c.client_id.clone()),
             ip: self.context.and_then(|c| c.ip).map(|ip| ip.to_string()),
             detail: self.detail,
+            request_id: self.context.and_then(|c| c.request_id.clone()),
         }
     }
 }

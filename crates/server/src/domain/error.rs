@@ -86,7 +86,7 @@ impl From<StoreError> for DomainError {
         match e {
             StoreError::Unavailable(reason) => Self::Unavailable(reason),
             // Expected conflicts never get here; an unexpected one is the store's failure.
-            other @ (StoreError::Conflict | StoreError::Backend(_)) => {
+            other @ (StoreError::Conflict | StoreError::Backend(_) | StoreError::Config(_)) => {
                 Self::StoreFailed(other.to_string())
             }
         }

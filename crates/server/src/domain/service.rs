@@ -149,6 +149,7 @@ impl SessionService {
                 created_at: now,
                 last_used_at: now,
                 account: None,
+                ip: ctx.ip.map(|ip| ip.to_string()),
             },
             counters: self.attempt_succeeded(&attempt, started, now),
             keep_sessions: self.policy.max_sessions_per_user,
@@ -348,6 +349,11 @@ impl SessionService {
             return;
         }
         let outcome = AuditOutcome::of(result);
+        // An error's line says which one: "logout error" alone tells an operator nothing.
+        let detail = match (detail, result) {
+            (None, Err(e)) if outcome == AuditOutcome::Error => Some(e.to_string()),
+            (detail, _) => detail,
+        };
         self.audit(now, event, outcome, username, ctx, detail).await;
     }
 

@@ -30,6 +30,21 @@ pub fn of(request: &Request) -> &str {
         .unwrap_or("-")
 }
 
+/// The request's id as a handler argument, for the audit lines the request leads to.
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let id = parts.headers.get(&HEADER).and_then(|v| v.to_str().ok());
+        Ok(Self(id.unwrap_or("-").to_owned()))
+    }
+}
+
 /// Middleware: keeps a valid incoming id or assigns a new one, and returns it on the response.
 pub async fn assign(mut request: Request, next: Next) -> Response {
     let id = match request.headers().get(&HEADER) {

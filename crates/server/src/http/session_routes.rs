@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::client_ip::ClientIp;
 use super::extract::{ApiClient, JsonObject, SessionTokenHeader};
 use super::openapi::{ApiTokenErrors, JsonBodyErrors, ServerErrors};
+use super::request_id::RequestId;
 use super::{AppError, AppState};
 use crate::domain::{DomainError, RequestContext, USERNAME_FORBIDDEN_CHARS};
 
@@ -37,6 +38,7 @@ pub async fn login(
     State(state): State<AppState>,
     ApiClient(client_id): ApiClient,
     ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
     body: JsonObject,
 ) -> Result<Json<LogInResult>, AppError> {
     let username = body.required_str("username")?.to_owned();
@@ -47,7 +49,7 @@ pub async fn login(
             "The username contains an invalid character.",
         ));
     }
-    let ctx = RequestContext::new(client_id, ip);
+    let ctx = RequestContext::new(client_id, ip).with_request_id(request_id);
     let (service, now) = (state.service.clone(), state.clock.now());
     let token =
         run_to_completion(async move { service.login(&ctx, &username, &password, now).await })
@@ -74,10 +76,11 @@ pub async fn logout(
     State(state): State<AppState>,
     ApiClient(client_id): ApiClient,
     ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
     session: SessionTokenHeader,
 ) -> Result<Json<LogOutRequest>, AppError> {
     let token = session.token()?;
-    let ctx = RequestContext::new(client_id, ip);
+    let ctx = RequestContext::new(client_id, ip).with_request_id(request_id);
     let (service, now) = (state.service.clone(), state.clock.now());
     let ended = token.clone();
     run_to_completion(async move { service.logout(&ctx, &ended, now).await }).await?;
@@ -109,6 +112,7 @@ pub async fn reset_password(
     State(state): State<AppState>,
     ApiClient(client_id): ApiClient,
     ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
     session: SessionTokenHeader,
     headers: HeaderMap,
     body: JsonObject,
@@ -124,7 +128,7 @@ pub async fn reset_password(
                 .to_owned(),
         ),
     };
-    let ctx = RequestContext::new(client_id, ip);
+    let ctx = RequestContext::new(client_id, ip).with_request_id(request_id);
     let (service, now) = (state.service.clone(), state.clock.now());
     let new_password = run_to_completion(async move {
         service

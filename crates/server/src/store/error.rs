@@ -10,6 +10,11 @@ pub enum StoreError {
     /// Anything else: a bug, a corrupt file, a failed migration.
     #[error("store failure: {0}")]
     Backend(String),
+    /// The database named cannot be used as asked, said for the person who named it: an
+    /// unknown URL scheme, a file that is not there, an operation this backend leaves to its
+    /// own tools.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What every store operation returns.

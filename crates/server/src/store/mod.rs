@@ -41,6 +41,9 @@ pub struct StoreSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection before the store counts as unavailable.
     pub acquire_timeout: Duration,
+    /// Whether a SQLite file that is not there is created. Only the server (and `init`) create
+    /// one: an admin command with a mistyped path must not make an empty database and succeed.
+    pub create_if_missing: bool,
 }
 
 impl Default for StoreSettings {
@@ -48,18 +51,28 @@ impl Default for StoreSettings {
         Self {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
+            create_if_missing: true,
         }
     }
 }
 
 /// Opens the store a database URL names: `postgres://...` or `postgresql://...` for PostgreSQL;
-/// `sqlite://path`, `sqlite:path` or a plain file path for SQLite.
+/// `sqlite://path`, `sqlite:path` or a plain file path for SQLite. Any other `scheme://` is
+/// refused rather than taken for a file name.
 pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::open(url, settings).await?))
-    } else {
-        Ok(Arc::new(SqliteStore::open(url, settings).await?))
+        return Ok(Arc::new(PostgresStore::open(url, settings).await?));
     }
+    if let Some((scheme, _)) = url.split_once("://")
+        && scheme != "sqlite"
+        && !scheme.contains(['/', '\\'])
+    {
+        return Err(StoreError::Config(format!(
+            "{scheme}:// databases are not supported; use sqlite://PATH (the default, a file) \
+             or postgres://USER@HOST/DATABASE"
+        )));
+    }
+    Ok(Arc::new(SqliteStore::open(url, settings).await?))
 }
 
 /// Everything the domain keeps: the roles of [`roles`] combined, plus the database itself.
@@ -84,4 +97,8 @@ pub trait Store:
     /// The database's clock. Nodes sharing a database measure their offset to it, so that idle
     /// expiry is computed against one clock however the nodes' clocks drift.
     async fn db_now(&self) -> StoreResult<Timestamp>;
+
+    /// Writes a consistent copy of the whole database to a new file at `path`, while the
+    /// database stays in use.
+    async fn backup_to(&self, path: &std::path::Path) -> StoreResult<()>;
 }

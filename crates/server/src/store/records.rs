@@ -101,6 +101,8 @@ pub struct SessionRecord {
     /// The owning user's account, read with the session so a session check is one lookup;
     /// ignored when a session is stored.
     pub account: Option<String>,
+    /// The client address the login came from, as the trusted proxies reported it.
+    pub ip: Option<String>,
 }
 
 /// A successful login, applied atomically by [`super::SessionStore::start_session`].
@@ -192,4 +194,7 @@ pub struct AuditRecord {
     pub ip: Option<String>,
     /// Free text for people: why, how many, until when.
     pub detail: Option<String>,
+    /// The `X-Request-Id` of the request it records, which the client and the access log see
+    /// too; `None` for administrative changes.
+    pub request_id: Option<String>,
 }

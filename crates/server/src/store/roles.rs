@@ -85,6 +85,14 @@ pub trait ClientStore {
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
     /// Removes the client with its API tokens and sessions; false if there was none.
     async fn remove_client(&self, client_id: &str) -> StoreResult<bool>;
+    /// Replaces the client's secret hash and, when `revoke_tokens`, deletes its API tokens in
+    /// the same transaction; false if there is no such client (then nothing is written).
+    async fn replace_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        revoke_tokens: bool,
+    ) -> StoreResult<bool>;
     /// Stores `candidate` unless a token for the same (client, scope) is still live at `now`,
     /// and returns whichever is live afterwards: concurrent issuers all get the same one.
     async fn issue_api_token(
@@ -157,10 +165,12 @@ pub trait IdempotencyStore {
 pub trait AuditStore {
     /// Appends one line; lines are never changed.
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<()>;
-    /// Oldest first, optionally for one username and from a time on.
+    /// Oldest first, optionally for one username and from a time on; with a limit, only the
+    /// newest that many (still oldest first).
     async fn list_audit(
         &self,
         username: Option<&str>,
         since: Option<Timestamp>,
+        limit: Option<u32>,
     ) -> StoreResult<Vec<AuditRecord>>;
 }

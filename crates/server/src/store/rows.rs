@@ -116,6 +116,7 @@ pub(super) fn session(row: &impl Columns) -> Result<SessionRecord, sqlx::Error> 
         created_at: ts(row, "created_at")?,
         last_used_at: ts(row, "last_used_at")?,
         account: row.opt_text("account")?,
+        ip: row.opt_text("ip")?,
     })
 }
 
@@ -128,6 +129,7 @@ pub(super) fn audit(row: &impl Columns) -> Result<AuditRecord, sqlx::Error> {
         client_id: row.opt_text("client_id")?,
         ip: row.opt_text("ip")?,
         detail: row.opt_text("detail")?,
+        request_id: row.opt_text("request_id")?,
     })
 }
 

@@ -12,6 +12,7 @@ mod logs;
 mod metrics;
 mod oauth;
 mod openapi;
+mod opening;
 mod outage;
 mod persistence;
 mod read_cache;

@@ -33,6 +33,7 @@ async fn new_session(store: &SqliteStore, username: &str) -> SessionRecord {
         created_at: T0,
         last_used_at: T0,
         account: Some("acct".into()),
+        ip: None,
     };
     store.insert_session(&record).await.unwrap();
     record

@@ -89,7 +89,11 @@ async fn fifty_parallel_wrong_passwords_run_at_most_five_verifications() {
         Err(DomainError::Locked { .. })
     ));
     // The audit log tells the same story, one line per attempt.
-    let audit = svc.store().list_audit(Some(USERNAME), None).await.unwrap();
+    let audit = svc
+        .store()
+        .list_audit(Some(USERNAME), None, None)
+        .await
+        .unwrap();
     let count = |event: &str, outcome: &str| {
         audit
             .iter()
@@ -126,7 +130,7 @@ async fn the_right_password_during_a_lock_neither_works_nor_extends_it() {
         .unwrap();
     let lock = svc
         .store()
-        .list_audit(Some(USERNAME), None)
+        .list_audit(Some(USERNAME), None, None)
         .await
         .unwrap()
         .into_iter()
@@ -378,7 +382,7 @@ async fn per_ip_throttle_answers_429_for_right_and_wrong_passwords() {
     // Throttled logins are audited as such.
     let audit = sqlite_store(&f.url)
         .await
-        .list_audit(Some(USERNAME), None)
+        .list_audit(Some(USERNAME), None, None)
         .await
         .unwrap();
     let logins: Vec<_> = audit.iter().filter(|a| a.event == "login").collect();
@@ -438,7 +442,7 @@ async fn forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy() {
     }
     let audit = sqlite_store(&f.url)
         .await
-        .list_audit(Some("someone"), None)
+        .list_audit(Some("someone"), None, None)
         .await
         .unwrap();
     assert_eq!(audit[0].ip.as_deref(), Some("198.51.100.0"));
@@ -478,7 +482,7 @@ async fn forwarded_clients_written_with_ports_have_buckets_of_their_own() {
     }
     let audit = sqlite_store(&f.url)
         .await
-        .list_audit(Some("someone"), None)
+        .list_audit(Some("someone"), None, None)
         .await
         .unwrap();
     let ips: Vec<_> = audit

@@ -29,7 +29,11 @@ async fn login_as(
 }
 
 async fn attempts_audited(svc: &SessionService, username: &str) -> Vec<AuditRecord> {
-    let all = svc.store().list_audit(Some(username), None).await.unwrap();
+    let all = svc
+        .store()
+        .list_audit(Some(username), None, None)
+        .await
+        .unwrap();
     all.into_iter()
         .filter(|r| r.event == "login" || r.event == "reset")
         .collect()

@@ -36,6 +36,7 @@ fn start(id: &str) -> SessionStart {
             created_at: T0,
             last_used_at: T0,
             account: None,
+            ip: None,
         },
         counters: lockout::succeeded(&request(id), T0),
         keep_sessions: Some(3),
@@ -47,6 +48,7 @@ fn start(id: &str) -> SessionStart {
             client_id: Some("c1".into()),
             ip: None,
             detail: None,
+            request_id: None,
         },
     }
 }

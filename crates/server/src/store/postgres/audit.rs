@@ -16,13 +16,17 @@ impl AuditStore for PostgresStore {
         &self,
         username: Option<&str>,
         since: Option<Timestamp>,
+        limit: Option<u32>,
     ) -> StoreResult<Vec<AuditRecord>> {
         sqlx::query(
-            "SELECT * FROM audit_log WHERE ($1::text IS NULL OR username = $1) AND time >= $2
+            "SELECT * FROM (
+               SELECT * FROM audit_log WHERE ($1::text IS NULL OR username = $1) AND time >= $2
+               ORDER BY time DESC, id DESC LIMIT $3) newest
              ORDER BY time, id",
         )
         .bind(username)
         .bind(since.map_or(i64::MIN, |t| t.0))
+        .bind(limit.map(i64::from))
         .try_map(|r: PgRow| rows::audit(&r))
         .fetch_all(&self.pool)
         .await
@@ -35,8 +39,8 @@ pub(super) async fn insert_audit<'e>(
     record: &AuditRecord,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO audit_log (time, event, outcome, username, client_id, ip, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_log (time, event, outcome, username, client_id, ip, detail, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(record.time.0)
     .bind(&record.event)
@@ -45,6 +49,7 @@ pub(super) async fn insert_audit<'e>(
     .bind(&record.client_id)
     .bind(&record.ip)
     .bind(&record.detail)
+    .bind(&record.request_id)
     .execute(executor)
     .await
     .map(drop)

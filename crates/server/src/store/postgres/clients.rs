@@ -48,6 +48,32 @@ impl ClientStore for PostgresStore {
             .map_err(map_err)
     }
 
+    async fn replace_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        revoke_tokens: bool,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let updated = sqlx::query("UPDATE oauth_clients SET secret_hash = $1 WHERE client_id = $2")
+            .bind(secret_hash)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+            > 0;
+        if updated && revoke_tokens {
+            sqlx::query("DELETE FROM api_tokens WHERE client_id = $1")
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(updated)
+    }
+
     async fn issue_api_token(
         &self,
         candidate: &ApiTokenRecord,

@@ -119,4 +119,12 @@ impl Store for PostgresStore {
         .map(Timestamp)
         .map_err(map_err)
     }
+
+    async fn backup_to(&self, _path: &std::path::Path) -> StoreResult<()> {
+        Err(StoreError::Config(
+            "a PostgreSQL database is backed up with PostgreSQL's own tools: pg_dump for a \
+             logical copy, pg_basebackup with WAL archiving for point-in-time recovery"
+                .into(),
+        ))
+    }
 }

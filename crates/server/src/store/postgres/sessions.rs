@@ -128,8 +128,8 @@ pub(super) async fn insert_session<'e>(
     session: &SessionRecord,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at, ip)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(session.token_digest.as_bytes())
     .bind(&session.id)
@@ -137,6 +137,7 @@ pub(super) async fn insert_session<'e>(
     .bind(&session.client_id)
     .bind(session.created_at.0)
     .bind(session.last_used_at.0)
+    .bind(&session.ip)
     .execute(executor)
     .await
     .map(drop)

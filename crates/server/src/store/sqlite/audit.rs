@@ -16,13 +16,17 @@ impl AuditStore for SqliteStore {
         &self,
         username: Option<&str>,
         since: Option<Timestamp>,
+        limit: Option<u32>,
     ) -> StoreResult<Vec<AuditRecord>> {
         sqlx::query(
-            "SELECT * FROM audit_log WHERE (?1 IS NULL OR username = ?1) AND time >= ?2
+            "SELECT * FROM (
+               SELECT * FROM audit_log WHERE (?1 IS NULL OR username = ?1) AND time >= ?2
+               ORDER BY time DESC, id DESC LIMIT ?3)
              ORDER BY time, id",
         )
         .bind(username)
         .bind(since.map_or(i64::MIN, |t| t.0))
+        .bind(limit.map_or(-1, i64::from))
         .try_map(|r: SqliteRow| rows::audit(&r))
         .fetch_all(&self.readers)
         .await

@@ -44,6 +44,30 @@ impl ClientStore for SqliteStore {
             .map(|r| r.rows_affected() > 0)
     }
 
+    async fn replace_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+        revoke_tokens: bool,
+    ) -> StoreResult<bool> {
+        // Cached API tokens go too when the tokens are revoked.
+        let mut write = self
+            .write(revoke_tokens.then(|| self.cache.invalidate_all()))
+            .await?;
+        let batch = sqlx::query(
+            "BEGIN IMMEDIATE;
+             UPDATE oauth_clients SET secret_hash = ? WHERE client_id = ? RETURNING 1;
+             DELETE FROM api_tokens WHERE client_id = ? AND ?;
+             COMMIT;",
+        )
+        .bind(secret_hash)
+        .bind(client_id)
+        .bind(client_id)
+        .bind(revoke_tokens);
+        let updated = write.transaction(batch).await.map(|rows| !rows.is_empty());
+        write.done(updated).await
+    }
+
     async fn issue_api_token(
         &self,
         candidate: &ApiTokenRecord,

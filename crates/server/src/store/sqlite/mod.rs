@@ -61,8 +61,11 @@ impl SqliteStore {
                 .to_string_lossy()
                 .contains(":memory:");
         let path = (!in_memory).then(|| options.get_filename().to_owned());
+        if let Some(path) = &path {
+            check_path(path, settings.create_if_missing)?;
+        }
         let base = options
-            .create_if_missing(true)
+            .create_if_missing(settings.create_if_missing)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
             // Another process's write lock is waited for as long as a pool connection is:
@@ -162,6 +165,32 @@ impl SqliteStore {
     }
 }
 
+/// Says in a person's terms what SQLite would only call "unable to open database file".
+fn check_path(path: &std::path::Path, create: bool) -> StoreResult<()> {
+    let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    if path.exists() {
+        return Ok(());
+    }
+    if !create {
+        return Err(StoreError::Config(format!(
+            "no database at {}: `m2m-session serve` or `m2m-session init` creates it, or pass \
+             --database with the path of an existing one",
+            shown.display()
+        )));
+    }
+    match shown.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
+            Err(StoreError::Config(format!(
+                "cannot create the database {}: the directory {} does not exist; create it or \
+                 pass another --database",
+                shown.display(),
+                dir.display()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn parse_url(url: &str) -> StoreResult<SqliteConnectOptions> {
     let bad = |e: sqlx::Error| StoreError::Backend(format!("invalid SQLite URL {url:?}: {e}"));
     if url.starts_with("sqlite:") {
@@ -188,6 +217,22 @@ impl Store for SqliteStore {
     /// An embedded database's clock is this process's clock.
     async fn db_now(&self) -> StoreResult<Timestamp> {
         Ok(Timestamp::now())
+    }
+
+    /// `VACUUM INTO` on a reader: a consistent snapshot, taken while the writer goes on.
+    async fn backup_to(&self, path: &std::path::Path) -> StoreResult<()> {
+        if path.exists() {
+            return Err(StoreError::Config(format!(
+                "{} already exists; name a new file (a backup never overwrites)",
+                path.display()
+            )));
+        }
+        sqlx::query("VACUUM INTO ?")
+            .bind(path.to_string_lossy().into_owned())
+            .execute(&self.readers)
+            .await
+            .map(drop)
+            .map_err(map_err)
     }
 
     /// Checkpoints the WAL into the main file and closes every connection.

@@ -16,15 +16,15 @@ pub(super) type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
 
 macro_rules! insert_session_sql {
     () => {
-        "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at)
-         VALUES (?, ?, ?, ?, ?, ?);"
+        "INSERT INTO sessions (token_hash, id, username, client_id, created_at, last_used_at, ip)
+         VALUES (?, ?, ?, ?, ?, ?, ?);"
     };
 }
 
 macro_rules! insert_audit_sql {
     () => {
-        "INSERT INTO audit_log (time, event, outcome, username, client_id, ip, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?);"
+        "INSERT INTO audit_log (time, event, outcome, username, client_id, ip, detail, request_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?);"
     };
 }
 
@@ -74,6 +74,7 @@ pub(super) fn bind_session<'q>(
         .bind(&session.client_id)
         .bind(session.created_at.0)
         .bind(session.last_used_at.0)
+        .bind(&session.ip)
 }
 
 pub(super) fn bind_audit<'q>(query: SqliteQuery<'q>, record: &'q AuditRecord) -> SqliteQuery<'q> {
@@ -85,6 +86,7 @@ pub(super) fn bind_audit<'q>(query: SqliteQuery<'q>, record: &'q AuditRecord) ->
         .bind(&record.client_id)
         .bind(&record.ip)
         .bind(&record.detail)
+        .bind(&record.request_id)
 }
 
 /// Fills the `?`s of [`apply_change_sql`].
@@ -145,6 +147,12 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(e.to_string())
         }
+        // SQLITE_CANTOPEN, whose own text ("unable to open database file") names no cause.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("14") => StoreError::Config(
+            "SQLite cannot open or create the file: check that its directory exists and that \
+             this user may read and write both"
+                .into(),
+        ),
         _ => StoreError::Backend(e.to_string()),
     }
 }

@@ -62,3 +62,55 @@ pub async fn one_live_api_token_per_client_and_scope(store: Arc<dyn Store>) {
     assert!(store.delete_api_token(&next.token_digest).await.unwrap());
     assert!(!store.delete_api_token(&next.token_digest).await.unwrap());
 }
+
+pub async fn a_rotated_secret_replaces_the_hash_and_revokes_tokens_when_asked(
+    store: Arc<dyn Store>,
+) {
+    store.insert_client(&client("c1")).await.unwrap();
+    let token = api_token("c1", "a", 1, T0);
+    store.issue_api_token(&token, T0).await.unwrap();
+    // Read once, so that a caching backend holds it.
+    assert!(
+        store
+            .find_api_token(&token.token_digest)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Kept: the hash changes, the token stays.
+    assert!(
+        store
+            .replace_client_secret("c1", "h2", false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.find_client("c1").await.unwrap().unwrap().secret_hash,
+        "h2"
+    );
+    assert!(
+        store
+            .find_api_token(&token.token_digest)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Revoked: the token is gone at once, cached or not.
+    assert!(store.replace_client_secret("c1", "h3", true).await.unwrap());
+    assert_eq!(
+        store.find_client("c1").await.unwrap().unwrap().secret_hash,
+        "h3"
+    );
+    assert_eq!(
+        store.find_api_token(&token.token_digest).await.unwrap(),
+        None
+    );
+    // No such client: nothing written.
+    assert!(
+        !store
+            .replace_client_secret("nope", "h4", true)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.find_client("nope").await.unwrap(), None);
+}

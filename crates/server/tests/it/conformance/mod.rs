@@ -28,7 +28,7 @@ mod idempotency;
 mod sessions;
 mod users;
 
-fn user(name: &str) -> UserRecord {
+pub(crate) fn user(name: &str) -> UserRecord {
     UserRecord {
         username: name.into(),
         account: Some("acct".into()),
@@ -57,6 +57,7 @@ fn session(name: &str, client_id: &str) -> SessionRecord {
         last_used_at: T0,
         // What reads fill in from `user()`; inserts ignore it.
         account: Some("acct".into()),
+        ip: Some("192.0.2.7".into()),
     }
 }
 
@@ -69,6 +70,7 @@ fn login_audit(name: &str) -> AuditRecord {
         client_id: Some("c1".into()),
         ip: Some("192.0.2.7".into()),
         detail: None,
+        request_id: Some("req-1".into()),
     }
 }
 
@@ -187,6 +189,7 @@ macro_rules! conformance {
                 audit::audit_records_round_trip_and_filter,
                 clients::clients_round_trip_and_removal_cascades,
                 clients::one_live_api_token_per_client_and_scope,
+                clients::a_rotated_secret_replaces_the_hash_and_revokes_tokens_when_asked,
                 sessions::sessions_touch_delete_and_purge,
                 sessions::sessions_are_listed_revoked_and_capped,
                 sessions::a_login_ends_its_reservation_and_starts_its_session_at_once,

@@ -132,7 +132,7 @@ pub async fn a_login_ends_its_reservation_and_starts_its_session_at_once(store: 
     );
     assert_eq!(store.lockout("jay").await.unwrap(), None);
     assert_eq!(
-        store.list_audit(Some("jay"), None).await.unwrap(),
+        store.list_audit(Some("jay"), None, None).await.unwrap(),
         vec![login_audit("jay")]
     );
     // Failures cleared and the reservation gone: all five verifications are free again.
@@ -162,5 +162,12 @@ pub async fn a_login_ends_its_reservation_and_starts_its_session_at_once(store: 
             .unwrap(),
         BUSY
     );
-    assert_eq!(store.list_audit(Some("jay"), None).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_audit(Some("jay"), None, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
