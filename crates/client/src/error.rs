@@ -17,11 +17,13 @@ pub enum Error {
     /// No answer in time. The request may have reached the server.
     #[error("timed out after {0:?}")]
     Timeout(std::time::Duration),
-    /// No response: connection refused or reset, TLS failure, DNS. `source` says which.
-    #[error("transport error: {0}")]
-    Transport(#[source] reqwest::Error),
+    /// No response: connection refused or reset, TLS failure, DNS. The message names the
+    /// innermost cause ("Connection refused"), so the reqwest error is not also a `source`:
+    /// a chain printed in full would say it twice.
+    #[error("{}", transport_line(.0))]
+    Transport(reqwest::Error),
     /// The OAuth token endpoint refused to issue an API token.
-    #[error("OAuth token request failed with {status}: {}", body.as_ref().map_or("no error body", |b| b.error.as_str()))]
+    #[error("OAuth token request failed with {status}: {}{}", oauth_reason(body.as_ref(), raw_body), not_found_hint(*status))]
     OAuth {
         /// HTTP status of the token endpoint's answer.
         status: StatusCode,
@@ -34,7 +36,7 @@ pub enum Error {
     #[error("{0}")]
     Api(Box<ApiError>),
     /// The service answered but the body could not be decoded as expected.
-    #[error("undecodable response with status {status}")]
+    #[error("undecodable response with status {status}: {}{}", excerpt(raw_body), not_found_hint(*status))]
     UndecodableResponse {
         /// HTTP status of the answer.
         status: StatusCode,
@@ -60,23 +62,75 @@ pub struct ApiError {
     pub raw_body: String,
 }
 
+/// One line: the code and the service's message first (what happened), then the status and
+/// the request id (what to quote when reporting it).
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "service answered {}", self.status)?;
-        if let Some(code) = self.error_code() {
-            write!(f, " {code}")?;
-        }
-        if let Some(msg) = self
+        let message = self
             .result
             .as_ref()
             .and_then(|r| r.error_message.as_deref())
-        {
-            write!(f, ": {msg}")?;
+            .or_else(|| self.fault.as_ref().map(|f| f.fault.message.as_str()));
+        match (self.error_code(), message) {
+            (Some(code), Some(msg)) => write!(f, "{code}: {msg}")?,
+            (Some(code), None) => write!(f, "{code}")?,
+            (None, _) => write!(f, "service answered: {}", excerpt(&self.raw_body))?,
         }
+        write!(f, " (HTTP {}", self.status)?;
         if let Some(id) = self.request_id() {
-            write!(f, " (request id {id})")?;
+            write!(f, ", request id {id}")?;
         }
-        Ok(())
+        write!(f, "){}", not_found_hint(self.status))
+    }
+}
+
+/// The part of a transport failure a person can act on: what could not be reached, and the
+/// innermost cause ("Connection refused (os error 111)", "dns error: ...").
+fn transport_line(e: &reqwest::Error) -> String {
+    let what = if e.is_connect() {
+        "cannot connect to"
+    } else {
+        "request failed to"
+    };
+    let target = e
+        .url()
+        .map_or_else(|| "the server".to_owned(), |u| u.to_string());
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    format!("{what} {target}: {cause}")
+}
+
+/// The token endpoint's reason: its RFC 6749 `error`, else what it sent, else that it sent
+/// nothing.
+fn oauth_reason(body: Option<&OAuthErrorResponse>, raw_body: &str) -> String {
+    match body {
+        Some(b) => b.error.clone(),
+        None if raw_body.trim().is_empty() => "no error body".to_owned(),
+        None => excerpt(raw_body),
+    }
+}
+
+/// A body as a short single line: enough to recognise it, never a page of HTML.
+fn excerpt(body: &str) -> String {
+    const MAX: usize = 200;
+    let line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        return "an empty body".to_owned();
+    }
+    match line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+/// A 404 from this API almost always means a base URL without its `/api`.
+fn not_found_hint(status: StatusCode) -> &'static str {
+    if status == StatusCode::NOT_FOUND {
+        "; check the base URL: it ends in /api, e.g. http://127.0.0.1:8080/api"
+    } else {
+        ""
     }
 }
 
@@ -169,4 +223,82 @@ impl Error {
 
 fn request_id(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-request-id").and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn api_error(status: StatusCode, body: &str) -> ApiError {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", "req-1".parse().unwrap());
+        ApiError {
+            status,
+            headers,
+            result: serde_json::from_str(body).ok(),
+            fault: None,
+            raw_body: body.to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_api_error_is_one_line_with_its_code_once() {
+        let body = r#"{"errorCode":"UnifiedWebService.REQUEST_FAILED.SessionToken.Expired","errorMessage":"The session token has expired."}"#;
+        let line = Error::Api(Box::new(api_error(StatusCode::BAD_REQUEST, body))).to_string();
+        assert_eq!(
+            line,
+            "UnifiedWebService.REQUEST_FAILED.SessionToken.Expired: The session token has \
+             expired. (HTTP 400 Bad Request, request id req-1)"
+        );
+    }
+
+    #[test]
+    fn a_not_found_shows_the_body_and_hints_at_the_missing_api() {
+        let body = r#"{"errorCode":"UnifiedWebService.REQUEST_FAILED.NotFound","errorMessage":"No such resource."}"#;
+        let oauth = Error::OAuth {
+            status: StatusCode::NOT_FOUND,
+            body: None,
+            raw_body: body.to_owned(),
+        }
+        .to_string();
+        assert!(oauth.contains("No such resource."), "{oauth}");
+        assert!(
+            oauth.ends_with("it ends in /api, e.g. http://127.0.0.1:8080/api"),
+            "{oauth}"
+        );
+        assert!(!oauth.contains("no error body"), "{oauth}");
+        // A page of HTML is cut to one short line.
+        let page = format!("<html>{}</html>", "x\n".repeat(1000));
+        let html = Error::Api(Box::new(api_error(StatusCode::NOT_FOUND, &page))).to_string();
+        assert_eq!(html.lines().count(), 1, "{html}");
+        assert!(html.len() < 400, "{html}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so() {
+        // Port 1 on loopback: nothing listens there.
+        let e = reqwest::Client::new()
+            .get("http://127.0.0.1:1/api/ts/v1/oauth2/token")
+            .send()
+            .await
+            .unwrap_err();
+        let line = Error::Transport(e).to_string();
+        assert!(
+            line.starts_with("cannot connect to http://127.0.0.1:1/api/ts/v1/oauth2/token: "),
+            "{line}"
+        );
+        assert!(line.to_lowercase().contains("connection refused"), "{line}");
+        // The cause is in the message, so it is not also a source to be printed again.
+        assert!(
+            std::error::Error::source(&Error::Transport(
+                reqwest::Client::new()
+                    .get("http://127.0.0.1:1/")
+                    .send()
+                    .await
+                    .unwrap_err()
+            ))
+            .is_none()
+        );
+    }
 }
