@@ -45,7 +45,7 @@ async fn a_missing_directory_and_an_unknown_scheme_are_said_plainly() {
         .await,
     );
     assert!(
-        message.contains("the directory /nonexistent-dir/sub does not exist"),
+        message.contains(": /nonexistent-dir/sub does not exist; create the directory"),
         "{message}"
     );
     let message =

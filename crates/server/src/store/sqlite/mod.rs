@@ -72,9 +72,17 @@ impl SqliteStore {
             // one setting bounds how long a request can wait before it is answered 503.
             .busy_timeout(settings.acquire_timeout)
             .foreign_keys(true);
-        let mut writer = SqliteConnection::connect_with(&base)
-            .await
-            .map_err(map_err)?;
+        let mut writer =
+            SqliteConnection::connect_with(&base)
+                .await
+                .map_err(|e| match map_err(e) {
+                    // SQLite's reason names no file: this one does.
+                    StoreError::Config(reason) => StoreError::Config(format!(
+                        "cannot open the database {}: {reason}",
+                        base.get_filename().display()
+                    )),
+                    other => other,
+                })?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut writer)
             .await
@@ -178,17 +186,22 @@ fn check_path(path: &std::path::Path, create: bool) -> StoreResult<()> {
             shown.display()
         )));
     }
-    match shown.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => {
-            Err(StoreError::Config(format!(
-                "cannot create the database {}: the directory {} does not exist; create it or \
-                 pass another --database",
-                shown.display(),
-                dir.display()
-            )))
-        }
-        _ => Ok(()),
-    }
+    let Some(dir) = shown.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let problem = if dir.is_dir() {
+        return Ok(());
+    } else if dir.exists() {
+        "is not a directory"
+    } else {
+        "does not exist"
+    };
+    Err(StoreError::Config(format!(
+        "cannot create the database {}: {} {problem}; create the directory or pass another \
+         --database",
+        shown.display(),
+        dir.display()
+    )))
 }
 
 fn parse_url(url: &str) -> StoreResult<SqliteConnectOptions> {

@@ -149,8 +149,8 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
         }
         // SQLITE_CANTOPEN, whose own text ("unable to open database file") names no cause.
         sqlx::Error::Database(db) if db.code().as_deref() == Some("14") => StoreError::Config(
-            "SQLite cannot open or create the file: check that its directory exists and that \
-             this user may read and write both"
+            "SQLite refuses it (code 14): it must be a database file, or a new name in an \
+             existing directory, that this user may read and write"
                 .into(),
         ),
         _ => StoreError::Backend(e.to_string()),
