@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, ConfigCommand};
+use crate::args::{Cli, Command, ConfigCommand, StoreArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,22 +27,34 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             commands::print_failure(&e, log_format);
-            ExitCode::FAILURE
+            ExitCode::from(commands::exit_code(&e))
         }
     }
 }
 
+/// The database and configuration a command works with; `None` for the client commands,
+/// which are configured like the SDK and read no configuration file.
+fn store_args(command: &Command) -> Option<&StoreArgs> {
+    match command {
+        Command::Serve(serve) => Some(&serve.store),
+        Command::Config(ConfigCommand::Check(serve)) => Some(&serve.store),
+        Command::Init(store) => Some(store),
+        Command::User(args) => Some(&args.store),
+        Command::Client(args) => Some(&args.store),
+        Command::Session(args) => Some(&args.store),
+        Command::Audit(args) => Some(&args.store),
+        Command::Backup(args) => Some(&args.store),
+        Command::Completions { .. }
+        | Command::Man
+        | Command::Login(_)
+        | Command::Logout(_)
+        | Command::ResetPassword(_) => None,
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client_command = matches!(
-        cli.command,
-        Command::Login(_) | Command::Logout(_) | Command::ResetPassword(_)
-    );
-    // The client commands read no configuration file: they are configured like the SDK.
-    let file = if client_command {
-        settings::FileConfig::default()
-    } else {
-        settings::FileConfig::load(cli.config.as_deref())?
-    };
+    let store = store_args(&cli.command).cloned().unwrap_or_default();
+    let file = settings::FileConfig::load(store.config.as_deref())?;
     let default_filter = match cli.command {
         Command::Serve(_) => "info,sqlx=warn,tower_http=info",
         _ => "warn",
@@ -53,15 +65,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     );
     match &cli.command {
         Command::Serve(serve) => {
-            commands::serve::run(settings::server_config(&cli, serve, &file)?).await?;
+            commands::serve::run(settings::server_config(serve, &file)?).await?;
         }
-        Command::User(cmd) => commands::user::run(&cli, &file, cmd).await?,
-        Command::Client(cmd) => commands::client::run(&cli, &file, cmd).await?,
-        Command::Session(cmd) => commands::session::run(&cli, &file, cmd).await?,
-        Command::Audit(args) => commands::audit::run(&cli, &file, args).await?,
+        Command::Init(store) => commands::init(store, &file).await?,
+        Command::User(args) => commands::user::run(&args.store, &file, &args.command).await?,
+        Command::Client(args) => commands::client::run(&args.store, &file, &args.command).await?,
+        Command::Session(args) => commands::session::run(&args.store, &file, &args.command).await?,
+        Command::Audit(args) => commands::audit::run(&file, args).await?,
+        Command::Backup(args) => commands::backup(args, &file).await?,
         Command::Config(ConfigCommand::Check(serve)) => {
-            commands::config::check(&cli, serve, &file)?
+            commands::config::check(cli.log_format, serve, &file)?
         }
+        Command::Completions { shell } => commands::docs::completions(*shell),
+        Command::Man => commands::docs::man()?,
         // The client commands report their own errors, with exit codes of their own.
         Command::Login(args) => return Ok(commands::remote::login(args).await),
         Command::Logout(args) => return Ok(commands::remote::logout(args).await),

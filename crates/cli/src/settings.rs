@@ -11,12 +11,13 @@ use m2m_session_server::listener::MIN_HEADER_BYTES;
 use m2m_session_server::tls::TlsFiles;
 use serde::Deserialize;
 
-use crate::args::{Argon2Args, Cli, LogFormat, ServeArgs};
+use crate::args::{Argon2Args, LogFormat, ServeArgs, StoreArgs};
 
 /// The config file: the same keys as the long flags, with underscores
 /// (`m2m-session.example.toml` lists them all).
 #[derive(Debug, Default, Deserialize)]
 pub struct FileConfig {
+    #[serde(default, deserialize_with = "listen_address")]
     pub listen: Option<SocketAddr>,
     pub database: Option<String>,
     pub session_idle_timeout: Option<String>,
@@ -45,6 +46,7 @@ pub struct FileConfig {
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
     pub log_format: Option<LogFormat>,
+    #[serde(default, deserialize_with = "listen_address")]
     pub metrics_listen: Option<SocketAddr>,
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
@@ -52,6 +54,13 @@ pub struct FileConfig {
     /// several versions during an upgrade.
     #[serde(flatten)]
     pub unknown: std::collections::BTreeMap<String, toml::Value>,
+}
+
+/// A `listen` key as the flag takes it: `HOST:PORT`, a name resolved.
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    text.map(|t| crate::args::parse_listen(&t).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 impl FileConfig {
@@ -87,13 +96,28 @@ pub fn env_or_file(name: &str) -> anyhow::Result<Option<String>> {
 
 /// The database URL: flag or `M2M_DATABASE`, else `M2M_DATABASE_FILE` (a PostgreSQL URL holds
 /// a password), else the file, else the default.
-pub fn database(cli: &Cli, file: &FileConfig) -> anyhow::Result<String> {
-    if let Some(url) = &cli.database {
-        return Ok(url.clone());
+pub fn database(store: &StoreArgs, file: &FileConfig) -> anyhow::Result<String> {
+    Ok(named_database(store, file)?.unwrap_or_else(|| ServerConfig::default().database))
+}
+
+/// The database URL when one was named anywhere; `None` means the default.
+fn named_database(store: &StoreArgs, file: &FileConfig) -> anyhow::Result<Option<String>> {
+    if let Some(url) = &store.database {
+        return Ok(Some(url.clone()));
     }
-    Ok(env_or_file("M2M_DATABASE")?
-        .or_else(|| file.database.clone())
-        .unwrap_or_else(|| ServerConfig::default().database))
+    Ok(env_or_file("M2M_DATABASE")?.or_else(|| file.database.clone()))
+}
+
+/// The idle timeout an admin command assumes the servers use: `M2M_SESSION_IDLE_TIMEOUT`, else
+/// the file, else the default (admin commands take no `serve` flags).
+pub fn idle_timeout(file: &FileConfig) -> anyhow::Result<Duration> {
+    match std::env::var("M2M_SESSION_IDLE_TIMEOUT")
+        .ok()
+        .or_else(|| file.session_idle_timeout.clone())
+    {
+        Some(text) => parse_duration("session idle timeout", &text),
+        None => Ok(m2m_session_server::domain::Policy::default().session_idle_timeout),
+    }
 }
 
 pub fn argon2(args: &Argon2Args, file: &FileConfig) -> Argon2Settings {
@@ -114,14 +138,17 @@ pub fn argon2(args: &Argon2Args, file: &FileConfig) -> Argon2Settings {
     }
 }
 
-pub fn server_config(
-    cli: &Cli,
-    serve: &ServeArgs,
-    file: &FileConfig,
-) -> anyhow::Result<ServerConfig> {
+/// `serve`'s configuration. With `--simulator` and no database named, `database` is empty:
+/// the caller puts the simulator's throwaway database there.
+pub fn server_config(serve: &ServeArgs, file: &FileConfig) -> anyhow::Result<ServerConfig> {
+    let database = match named_database(&serve.store, file)? {
+        Some(url) => url,
+        None if serve.simulator => String::new(),
+        None => ServerConfig::default().database,
+    };
     let mut config = ServerConfig {
-        database: database(cli, file)?,
-        argon2: argon2(&cli.argon2, file),
+        database,
+        argon2: argon2(&serve.store.argon2, file),
         ..ServerConfig::default()
     };
     config.metrics_listen = serve.metrics_listen.or(file.metrics_listen);
@@ -318,7 +345,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::args::Command;
+    use crate::args::{Cli, Command};
 
     fn serve_config(argv: &[&str], file: &str) -> anyhow::Result<ServerConfig> {
         let cli = Cli::try_parse_from(argv).unwrap();
@@ -326,7 +353,7 @@ mod tests {
         let Command::Serve(serve) = &cli.command else {
             panic!("not serve")
         };
-        server_config(&cli, serve, &file)
+        server_config(serve, &file)
     }
 
     #[test]

@@ -1,19 +1,36 @@
+use std::time::Duration;
+
+use m2m_session_server::domain::Admin;
 use m2m_session_server::store::AuditRecord;
 use m2m_session_server::time::Timestamp;
 use serde_json::json;
 
 use super::admin;
-use crate::args::{AuditArgs, Cli};
+use crate::args::AuditArgs;
 use crate::settings::{FileConfig, parse_duration};
 
-pub async fn run(cli: &Cli, file: &FileConfig, args: &AuditArgs) -> anyhow::Result<()> {
+/// How often `--follow` asks for new lines.
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+/// How far back each poll reads again: a line is written with its node's time, which can
+/// arrive after a later-stamped one from another node; lines already printed are skipped.
+const FOLLOW_OVERLAP: Duration = Duration::from_secs(10);
+
+pub async fn run(file: &FileConfig, args: &AuditArgs) -> anyhow::Result<()> {
     let since = args
         .since
         .as_deref()
         .map(|text| parse_duration("--since", text).map(|d| Timestamp::now().minus(d)))
         .transpose()?;
-    let admin = admin(cli, file).await?;
-    let records = admin.audit_log(args.username.as_deref(), since).await?;
+    let admin = admin(&args.store, file).await?;
+    let records = admin
+        .audit_log(args.username.as_deref(), since, args.limit)
+        .await?;
+    if args.follow {
+        for r in &records {
+            print_record(r, args.json);
+        }
+        return follow(&admin, args, records).await;
+    }
     if args.json {
         let rows: Vec<_> = records.iter().map(record_json).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -23,6 +40,35 @@ pub async fn run(cli: &Cli, file: &FileConfig, args: &AuditArgs) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+/// Prints lines as they are written, until the process is interrupted.
+async fn follow(admin: &Admin, args: &AuditArgs, mut seen: Vec<AuditRecord>) -> anyhow::Result<()> {
+    let mut from = seen.last().map_or_else(Timestamp::now, |r| r.time);
+    loop {
+        tokio::time::sleep(FOLLOW_POLL).await;
+        let since = from.minus(FOLLOW_OVERLAP);
+        let records = admin
+            .audit_log(args.username.as_deref(), Some(since), None)
+            .await?;
+        for r in records {
+            if !seen.contains(&r) {
+                print_record(&r, args.json);
+                from = from.max(r.time);
+                seen.push(r);
+            }
+        }
+        seen.retain(|r| r.time >= since);
+    }
+}
+
+/// One line; under `--json`, one compact object per line, as log shippers read.
+fn print_record(r: &AuditRecord, json: bool) {
+    if json {
+        println!("{}", record_json(r));
+    } else {
+        println!("{}", record_line(r));
+    }
 }
 
 /// One audit line as `audit --json` prints it.
@@ -35,19 +81,24 @@ pub fn record_json(r: &AuditRecord) -> serde_json::Value {
         "client_id": r.client_id,
         "ip": r.ip,
         "detail": r.detail,
+        "request_id": r.request_id,
     })
 }
 
 /// One audit line as `audit` prints it.
 pub fn record_line(r: &AuditRecord) -> String {
     format!(
-        "{} {:<7} {:<19} user={} client={} ip={}{}",
+        "{} {:<7} {:<19} user={} client={} ip={}{}{}",
         r.time.to_rfc3339(),
         r.event,
         r.outcome,
         r.username.as_deref().unwrap_or("-"),
         r.client_id.as_deref().unwrap_or("-"),
         r.ip.as_deref().unwrap_or("-"),
+        r.request_id
+            .as_deref()
+            .map(|id| format!(" request={id}"))
+            .unwrap_or_default(),
         r.detail
             .as_deref()
             .map(|d| format!(" {d}"))

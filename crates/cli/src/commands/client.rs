@@ -1,36 +1,63 @@
-use m2m_session_server::domain::NewClient;
+use m2m_session_server::domain::{DomainError, NewClient};
 use m2m_session_server::time::Timestamp;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::{admin, read_secret_line};
-use crate::args::{Cli, ClientCommand};
+use crate::args::{ClientCommand, StoreArgs};
 use crate::settings::FileConfig;
 
-pub async fn run(cli: &Cli, file: &FileConfig, cmd: &ClientCommand) -> anyhow::Result<()> {
-    let admin = admin(cli, file).await?;
+pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &ClientCommand) -> anyhow::Result<()> {
+    let admin = admin(store, file).await?;
     match cmd {
         ClientCommand::Add {
             client_id,
             secret_stdin,
             scopes,
+            if_not_exists,
         } => {
-            let secret = if *secret_stdin {
-                Some(read_secret_line("client secret")?)
-            } else {
-                None
-            };
+            let secret = secret_stdin
+                .then(|| read_secret_line("client secret"))
+                .transpose()?;
             let client = NewClient {
                 client_id: client_id.clone(),
                 secret,
                 scopes: scopes.clone(),
             };
-            if let Some(generated) = admin.add_client(client, Timestamp::now()).await? {
-                println!("{}", generated.expose_secret());
-                eprintln!("created client {client_id:?}; its secret is printed above, once");
-            } else {
-                eprintln!("created client {client_id:?}");
+            match admin.add_client(client, Timestamp::now()).await {
+                Ok(generated) => report_secret(generated, &format!("created client {client_id:?}")),
+                Err(DomainError::AlreadyExists(_)) if *if_not_exists => {
+                    eprintln!("client {client_id:?} already exists; left unchanged");
+                }
+                Err(e @ DomainError::AlreadyExists(_)) => {
+                    let hint = format!(
+                        "{e}; add --if-not-exists to accept it as it is, or `m2m-session client rotate-secret {client_id}` gives it a new secret"
+                    );
+                    return Err(anyhow::Error::new(e).context(hint));
+                }
+                Err(e) => return Err(e.into()),
             }
+        }
+        ClientCommand::RotateSecret {
+            client_id,
+            secret_stdin,
+            keep_tokens,
+        } => {
+            let secret = secret_stdin
+                .then(|| read_secret_line("client secret"))
+                .transpose()?;
+            let generated = admin
+                .rotate_client_secret(client_id, secret, *keep_tokens, Timestamp::now())
+                .await?;
+            let tokens = if *keep_tokens {
+                "its API tokens work until they expire"
+            } else {
+                "its API tokens are revoked"
+            };
+            report_secret(
+                generated,
+                &format!("new secret for client {client_id:?}; {tokens}"),
+            );
         }
         ClientCommand::List { json } => {
             let clients = admin.list_clients().await?;
@@ -68,4 +95,14 @@ pub async fn run(cli: &Cli, file: &FileConfig, cmd: &ClientCommand) -> anyhow::R
         }
     }
     Ok(())
+}
+
+/// A generated secret on stdout, the rest on stderr.
+fn report_secret(generated: Option<secrecy::SecretString>, done: &str) {
+    if let Some(generated) = generated {
+        println!("{}", generated.expose_secret());
+        eprintln!("{done}; the secret is printed above, once");
+    } else {
+        eprintln!("{done}");
+    }
 }

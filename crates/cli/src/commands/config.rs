@@ -7,14 +7,37 @@ use std::time::Duration;
 use m2m_session_server::ServerConfig;
 
 use super::redact_url;
-use crate::args::{Cli, LogFormat, ServeArgs};
+use crate::args::{LogFormat, ServeArgs};
 use crate::settings::{self, FileConfig};
 
-pub fn check(cli: &Cli, serve: &ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
-    let config = settings::server_config(cli, serve, file)?;
-    let log_format = cli.log_format.or(file.log_format).unwrap_or_default();
+pub fn check(
+    log_format: Option<LogFormat>,
+    serve: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<()> {
+    let config = settings::server_config(serve, file)?;
+    let log_format = log_format.or(file.log_format).unwrap_or_default();
     print!("{}", effective(&config, log_format));
+    // The summary goes to stderr: stdout stays a file `serve --config` accepts.
+    let source = match &serve.store.config {
+        Some(path) => format!("flags, M2M_* variables and {}", path.display()),
+        None => "flags and M2M_* variables (no --config file)".to_owned(),
+    };
+    eprintln!(
+        "configuration is valid: serve would listen on {} with database {} (read from {source})",
+        config.listen,
+        shown_database(&config.database)
+    );
     Ok(())
+}
+
+/// The database as people see it: redacted, or the simulator's throwaway file.
+fn shown_database(database: &str) -> String {
+    if database.is_empty() {
+        "a temporary file deleted at exit (--simulator)".to_owned()
+    } else {
+        redact_url(database)
+    }
 }
 
 /// The configuration as a file `serve --config` would accept, keys in the README's order.
@@ -45,7 +68,10 @@ fn effective(c: &ServerConfig, log_format: LogFormat) -> String {
             .as_ref()
             .map(|t| format!("{:?}", t.key.display().to_string())),
     );
-    line("database", Some(format!("\"{}\"", redact_url(&c.database))));
+    line(
+        "database",
+        (!c.database.is_empty()).then(|| format!("\"{}\"", redact_url(&c.database))),
+    );
     line(
         "database_max_connections",
         Some(c.store.max_connections.to_string()),

@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod client;
 pub mod config;
+pub mod docs;
 pub mod remote;
 pub mod serve;
 pub mod session;
@@ -10,12 +11,42 @@ use std::io::BufRead;
 use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
-use m2m_session_server::domain::Admin;
+use m2m_session_server::StartError;
+use m2m_session_server::domain::{Admin, DomainError};
+use m2m_session_server::store::StoreError;
 use secrecy::SecretString;
 use tracing_subscriber::EnvFilter;
 
-use crate::args::{Cli, LogFormat};
+use crate::args::{BackupArgs, LogFormat, StoreArgs};
 use crate::settings::{self, FileConfig};
+
+/// Exit codes, as `--help` lists them (`args::EXIT_CODES`).
+pub mod exit {
+    pub const OTHER: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const INVALID_CREDENTIALS: u8 = 3;
+    pub const LOCKED: u8 = 4;
+    pub const SESSION_INVALID: u8 = 5;
+    pub const UNAVAILABLE: u8 = 6;
+    pub const NOT_FOUND: u8 = 7;
+    pub const ALREADY_EXISTS: u8 = 8;
+}
+
+/// The domain's refusal somewhere in an error's chain.
+fn domain_error(error: &anyhow::Error) -> Option<&DomainError> {
+    error.chain().find_map(|c| c.downcast_ref::<DomainError>())
+}
+
+/// The exit code of a failed admin or server command.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    match domain_error(error) {
+        Some(DomainError::NotFound(_)) => exit::NOT_FOUND,
+        Some(DomainError::AlreadyExists(_)) => exit::ALREADY_EXISTS,
+        Some(DomainError::InvalidInput(_)) => exit::USAGE,
+        Some(DomainError::Unavailable(_) | DomainError::Overloaded) => exit::UNAVAILABLE,
+        _ => exit::OTHER,
+    }
+}
 
 /// The format `init_logging` chose, for the failure line printed after the logs.
 static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
@@ -39,7 +70,12 @@ pub fn init_logging(default: &str, format: LogFormat) {
 /// lines before it (`fallback` is the flag's format, for failures before logging started), so a
 /// log shipper never meets a stray text line.
 pub fn print_failure(error: &anyhow::Error, fallback: Option<LogFormat>) {
-    print_failure_line(&one_line(error), fallback);
+    let mut line = one_line(error);
+    if let Some(DomainError::NotFound(what)) = domain_error(error) {
+        let list = what.split(' ').next().unwrap_or("user");
+        line.push_str(&format!("; `m2m-session {list} list` shows what there is"));
+    }
+    print_failure_line(&line, fallback);
 }
 
 /// [`print_failure`] for a message already made one line.
@@ -114,11 +150,66 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-pub async fn admin(cli: &Cli, file: &FileConfig) -> anyhow::Result<Admin> {
-    let database = settings::database(cli, file)?;
-    m2m_session_server::open_admin(&database, settings::argon2(&cli.argon2, file))
+/// Opens the database of an admin command; only `init` creates one that is not there.
+pub async fn admin(store: &StoreArgs, file: &FileConfig) -> anyhow::Result<Admin> {
+    open(store, file, false).await
+}
+
+async fn open(store: &StoreArgs, file: &FileConfig, create: bool) -> anyhow::Result<Admin> {
+    let database = settings::database(store, file)?;
+    let argon2 = settings::argon2(&store.argon2, file);
+    m2m_session_server::open_admin(&database, argon2, create)
         .await
-        .with_context(|| format!("database {}", redact_url(&database)))
+        .map_err(|e| anyhow::anyhow!(start_failure(&e, &database)))
+}
+
+/// A server or admin command that could not start, in one line that names the part that
+/// failed: the database (with its URL, redacted) or the address.
+pub fn start_failure(error: &StartError, database: &str) -> String {
+    match error {
+        // Already said for a person, with what to do.
+        StartError::Store(StoreError::Config(message)) => message.clone(),
+        StartError::Store(e) => format!("cannot open the database {}: {e}", redact_url(database)),
+        StartError::Bind { addr, error } if error.kind() == std::io::ErrorKind::AddrInUse => {
+            format!(
+                "cannot listen on {addr}: another process is listening there; stop it or \
+                 choose another --listen (port 0 picks a free one)"
+            )
+        }
+        StartError::Bind { addr, error }
+            if error.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            format!(
+                "cannot listen on {addr}: permission denied (ports below 1024 need privileges); \
+                 choose a port above 1024 with --listen"
+            )
+        }
+        StartError::Bind { addr, error }
+            if error.kind() == std::io::ErrorKind::AddrNotAvailable =>
+        {
+            format!(
+                "cannot listen on {addr}: no interface of this machine has that address; \
+                 use 127.0.0.1, 0.0.0.0 or one of its own addresses with --listen"
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `init`: creates the database when it is not there and applies the migrations.
+pub async fn init(store: &StoreArgs, file: &FileConfig) -> anyhow::Result<()> {
+    open(store, file, true).await?;
+    let database = settings::database(store, file)?;
+    eprintln!("database {} is ready", redact_url(&database));
+    Ok(())
+}
+
+/// `backup PATH`: a consistent copy while servers keep running.
+pub async fn backup(args: &BackupArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let admin = admin(&args.store, file).await?;
+    admin.backup_to(&args.path).await?;
+    eprintln!("backed up to {}", args.path.display());
+    Ok(())
 }
 
 /// One line from stdin without its line ending; for `--password-stdin` and `--secret-stdin`.

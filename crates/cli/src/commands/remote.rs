@@ -12,18 +12,9 @@ use m2m_session_client::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{print_failure_line, read_secret_line};
+use super::{exit, print_failure_line, read_secret_line};
 use crate::args::{LoginArgs, LogoutArgs, RemoteArgs, ResetPasswordArgs};
 use crate::settings::env_or_file;
-
-/// Exit codes of the client commands (documented in the README and in `--help`).
-pub mod exit {
-    pub const OTHER: u8 = 1;
-    pub const INVALID_CREDENTIALS: u8 = 3;
-    pub const LOCKED: u8 = 4;
-    pub const SESSION_INVALID: u8 = 5;
-    pub const UNAVAILABLE: u8 = 6;
-}
 
 pub async fn login(args: &LoginArgs) -> ExitCode {
     report(async {
@@ -100,14 +91,9 @@ async fn report(work: impl Future<Output = Result<(), Failure>>) -> ExitCode {
             print_failure_line(&message, None);
             ExitCode::from(exit::OTHER)
         }
+        // The SDK's message is one line that names the code; it is printed as it is.
         Err(Failure::Client(e)) => {
-            let message = e.to_string();
-            match e.error_code() {
-                Some(code) if !message.contains(code) => {
-                    print_failure_line(&format!("{code}: {message}"), None);
-                }
-                _ => print_failure_line(&message, None),
-            }
+            print_failure_line(&e.to_string(), None);
             ExitCode::from(exit_code(&e))
         }
     }
@@ -118,7 +104,11 @@ fn exit_code(e: &Error) -> u8 {
     match e.known_code() {
         Some(ErrorCode::InvalidCredentials) => exit::INVALID_CREDENTIALS,
         Some(ErrorCode::Locked) => exit::LOCKED,
-        Some(ErrorCode::SessionTokenExpired) => exit::SESSION_INVALID,
+        Some(
+            ErrorCode::SessionTokenExpired
+            | ErrorCode::SessionTokenFormat
+            | ErrorCode::SessionTokenInvalid,
+        ) => exit::SESSION_INVALID,
         _ if matches!(e, Error::OAuth { .. }) && status == Some(401) => exit::INVALID_CREDENTIALS,
         _ if matches!(status, Some(429 | 503)) => exit::UNAVAILABLE,
         _ => exit::OTHER,

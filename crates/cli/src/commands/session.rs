@@ -2,13 +2,14 @@ use m2m_session_server::time::Timestamp;
 use serde_json::json;
 
 use super::admin;
-use crate::args::{Cli, SessionCommand};
-use crate::settings::FileConfig;
+use crate::args::{SessionCommand, StoreArgs};
+use crate::settings::{self, FileConfig};
 
-pub async fn run(cli: &Cli, file: &FileConfig, cmd: &SessionCommand) -> anyhow::Result<()> {
-    let admin = admin(cli, file).await?;
+pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &SessionCommand) -> anyhow::Result<()> {
+    let admin = admin(store, file).await?;
     match cmd {
         SessionCommand::List { username, json } => {
+            let idle = settings::idle_timeout(file)?;
             let sessions = admin.list_sessions(username.as_deref()).await?;
             if *json {
                 let rows: Vec<_> = sessions
@@ -19,26 +20,29 @@ pub async fn run(cli: &Cli, file: &FileConfig, cmd: &SessionCommand) -> anyhow::
                             "token_sha256_prefix": s.token_sha256_prefix,
                             "username": s.username,
                             "client_id": s.client_id,
+                            "ip": s.ip,
                             "created_at": s.created_at.to_rfc3339(),
                             "last_used_at": s.last_used_at.to_rfc3339(),
+                            "idle_deadline": s.last_used_at.plus(idle).to_rfc3339(),
                         })
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<16} {:<8} {:<24} {:<20} {:<20} LAST USED",
-                    "ID", "SHA256", "USERNAME", "CLIENT", "CREATED"
+                    "{:<16} {:<8} {:<20} {:<16} {:<15} {:<24} IDLE DEADLINE",
+                    "ID", "SHA256", "USERNAME", "CLIENT", "ADDRESS", "LAST USED"
                 );
                 for s in &sessions {
                     println!(
-                        "{:<16} {:<8} {:<24} {:<20} {:<20} {}",
+                        "{:<16} {:<8} {:<20} {:<16} {:<15} {:<24} {}",
                         s.id,
                         s.token_sha256_prefix,
                         s.username,
                         s.client_id,
-                        s.created_at.to_rfc3339(),
-                        s.last_used_at.to_rfc3339()
+                        s.ip.as_deref().unwrap_or("-"),
+                        s.last_used_at.to_rfc3339(),
+                        s.last_used_at.plus(idle).to_rfc3339()
                     );
                 }
             }

@@ -1,41 +1,56 @@
-use m2m_session_server::domain::{LockoutState, NewUser};
+use m2m_session_server::domain::{AddedUser, DomainError, LockoutState, NewUser};
 use m2m_session_server::time::Timestamp;
 use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::audit::{record_json, record_line};
 use super::{admin, read_secret_line};
-use crate::args::{Cli, UserCommand};
+use crate::args::{StoreArgs, UserCommand};
 use crate::settings::FileConfig;
 
-pub async fn run(cli: &Cli, file: &FileConfig, cmd: &UserCommand) -> anyhow::Result<()> {
-    let admin = admin(cli, file).await?;
+pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &UserCommand) -> anyhow::Result<()> {
+    let admin = admin(store, file).await?;
     match cmd {
         UserCommand::Add {
             username,
             account,
             password_stdin,
+            if_not_exists,
         } => {
-            let password = if *password_stdin {
-                Some(read_secret_line("password")?)
-            } else {
-                None
-            };
+            let password = password_stdin
+                .then(|| read_secret_line("password"))
+                .transpose()?;
             let user = NewUser {
                 username: username.clone(),
                 account: account.clone(),
                 password,
             };
-            let added = admin.add_user(user, Timestamp::now()).await?;
-            for warning in &added.warnings {
-                eprintln!("warning: {warning}");
+            match admin.add_user(user, Timestamp::now()).await {
+                Ok(added) => report_password(&added, &format!("created user {username:?}")),
+                Err(DomainError::AlreadyExists(_)) if *if_not_exists => {
+                    eprintln!("user {username:?} already exists; left unchanged");
+                }
+                Err(e @ DomainError::AlreadyExists(_)) => {
+                    let hint = format!(
+                        "{e}; add --if-not-exists to accept it as it is, or `m2m-session user set-password {username}` gives it a new password"
+                    );
+                    return Err(anyhow::Error::new(e).context(hint));
+                }
+                Err(e) => return Err(e.into()),
             }
-            if let Some(generated) = added.generated_password {
-                println!("{}", generated.expose_secret());
-                eprintln!("created user {username:?}; its password is printed above, once");
-            } else {
-                eprintln!("created user {username:?}");
-            }
+        }
+        UserCommand::SetPassword {
+            username,
+            password_stdin,
+        } => {
+            let password = password_stdin
+                .then(|| read_secret_line("password"))
+                .transpose()?;
+            let (added, ended) = admin
+                .set_password(username, password, Timestamp::now())
+                .await?;
+            let done = format!("set the password of {username:?} and ended its {ended} session(s)");
+            report_password(&added, &done);
         }
         UserCommand::List { json } => {
             let users = admin.list_users(Timestamp::now()).await?;
@@ -89,6 +104,19 @@ pub async fn run(cli: &Cli, file: &FileConfig, cmd: &UserCommand) -> anyhow::Res
         }
     }
     Ok(())
+}
+
+/// A new password's warnings, then the password itself on stdout when it was generated.
+fn report_password(added: &AddedUser, done: &str) {
+    for warning in &added.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if let Some(generated) = &added.generated_password {
+        println!("{}", generated.expose_secret());
+        eprintln!("{done}; the password is printed above, once");
+    } else {
+        eprintln!("{done}");
+    }
 }
 
 fn print_lockout(username: &str, state: &LockoutState, json: bool) -> anyhow::Result<()> {

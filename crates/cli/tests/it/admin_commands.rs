@@ -137,10 +137,12 @@ fn an_unusable_database_is_one_clear_line_and_a_failure() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // Names the path it looked for and how to get a database there, and creates nothing.
     assert!(
-        err.starts_with("error: database /nonexistent-dir/sub/m2m.db"),
+        err.starts_with("error: no database at /nonexistent-dir/sub/m2m.db: "),
         "{err}"
     );
+    assert!(err.contains("m2m-session init"), "{err}");
 }
 
 #[test]
@@ -150,24 +152,27 @@ fn flags_beat_environment_and_config_file() {
     let from_file = env.dir.path().join("from-file.db").display().to_string();
     std::fs::write(&file, format!("database = \"{from_file}\"\n")).unwrap();
     // Env (M2M_DATABASE set by Env) beats the file.
-    env.ok(&["--config", file.to_str().unwrap(), "user", "add", "x1"]);
+    env.ok(&["user", "add", "x1", "--config", file.to_str().unwrap()]);
     assert!(!std::path::Path::new(&from_file).exists());
-    // Without the env, the file applies.
-    let out = env
-        .command()
-        .env_remove("M2M_DATABASE")
-        .args(["--config", file.to_str().unwrap(), "user", "add", "x2"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    // Without the env, the file applies (`init` creates the database it names).
+    for args in [&["init"][..], &["user", "add", "x2"]] {
+        let out = env
+            .command()
+            .env_remove("M2M_DATABASE")
+            .args(args)
+            .args(["--config", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
     assert!(std::path::Path::new(&from_file).exists());
     // An unknown key is a warning; a value of the wrong type is a clear error.
     std::fs::write(&file, "no_such_key = 1\n").unwrap();
-    let out = env.run(&["--config", file.to_str().unwrap(), "user", "list"]);
+    let out = env.run(&["user", "list", "--config", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("unknown key \"no_such_key\" ignored"));
     std::fs::write(&file, "lockout_threshold = \"five\"\n").unwrap();
-    let out = env.run(&["--config", file.to_str().unwrap(), "user", "list"]);
+    let out = env.run(&["user", "list", "--config", file.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("invalid config file"));
 }

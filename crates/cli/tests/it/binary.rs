@@ -15,7 +15,15 @@ pub struct Env {
 }
 
 impl Env {
+    /// A new, migrated database: admin commands do not create one (only `serve` and `init` do).
     pub fn new() -> Self {
+        let env = Self::without_database();
+        env.ok(&["init"]);
+        env
+    }
+
+    /// A database path where there is no database yet.
+    pub fn without_database() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("m2m.db").display().to_string();
         Self { dir, database }

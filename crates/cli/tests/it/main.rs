@@ -2,9 +2,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_commands;
+mod admin_tasks;
 mod binary;
 mod client_commands;
 mod crash;
+mod first_day;
 mod multi_node;
 mod secrets;
 mod serve;

@@ -63,12 +63,13 @@ fn commands_that_cannot_open_the_database_do_not_print_its_password() {
             for &by_flag in ways {
                 let mut cmd = env.command();
                 cmd.env("M2M_LOG_FORMAT", format);
+                cmd.args(args);
                 if by_flag {
                     cmd.args(["--database", URL]);
                 } else {
                     cmd.env("M2M_DATABASE", URL);
                 }
-                let out = cmd.args(args).output().unwrap();
+                let out = cmd.output().unwrap();
                 let text = all_output(&out);
                 assert!(
                     !text.contains(PASSWORD),
