@@ -277,15 +277,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_says_so() {
-        // Port 1 on loopback: nothing listens there.
-        let e = reqwest::Client::new()
-            .get("http://127.0.0.1:1/api/ts/v1/oauth2/token")
-            .send()
-            .await
-            .unwrap_err();
+        // A port just given up by the system: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/api/ts/v1/oauth2/token");
+        let e = reqwest::Client::new().get(&url).send().await.unwrap_err();
         let line = Error::Transport(e).to_string();
         assert!(
-            line.starts_with("cannot connect to http://127.0.0.1:1/api/ts/v1/oauth2/token: "),
+            line.starts_with(&format!("cannot connect to {url}: ")),
             "{line}"
         );
         assert!(line.to_lowercase().contains("connection refused"), "{line}");
@@ -293,7 +295,7 @@ mod tests {
         assert!(
             std::error::Error::source(&Error::Transport(
                 reqwest::Client::new()
-                    .get("http://127.0.0.1:1/")
+                    .get(format!("http://127.0.0.1:{port}/"))
                     .send()
                     .await
                     .unwrap_err()

@@ -1,9 +1,8 @@
-use m2m_session_server::domain::{DomainError, NewClient};
+use m2m_session_server::domain::NewClient;
 use m2m_session_server::time::Timestamp;
-use secrecy::ExposeSecret;
 use serde_json::json;
 
-use super::{admin, read_secret_line};
+use super::{admin, read_secret_line, report_generated, unless_exists};
 use crate::args::{ClientCommand, StoreArgs};
 use crate::settings::FileConfig;
 
@@ -24,18 +23,12 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &ClientCommand) -> a
                 secret,
                 scopes: scopes.clone(),
             };
-            match admin.add_client(client, Timestamp::now()).await {
-                Ok(generated) => report_secret(generated, &format!("created client {client_id:?}")),
-                Err(DomainError::AlreadyExists(_)) if *if_not_exists => {
-                    eprintln!("client {client_id:?} already exists; left unchanged");
-                }
-                Err(e @ DomainError::AlreadyExists(_)) => {
-                    let hint = format!(
-                        "{e}; add --if-not-exists to accept it as it is, or `m2m-session client rotate-secret {client_id}` gives it a new secret"
-                    );
-                    return Err(anyhow::Error::new(e).context(hint));
-                }
-                Err(e) => return Err(e.into()),
+            let renew =
+                format!("`m2m-session client rotate-secret {client_id}` gives it a new secret");
+            let added = admin.add_client(client, Timestamp::now()).await;
+            if let Some(generated) = unless_exists(added, *if_not_exists, &renew)? {
+                let done = format!("created client {client_id:?}");
+                report_generated(generated.as_ref(), "secret", &done);
             }
         }
         ClientCommand::RotateSecret {
@@ -54,10 +47,8 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &ClientCommand) -> a
             } else {
                 "its API tokens are revoked"
             };
-            report_secret(
-                generated,
-                &format!("new secret for client {client_id:?}; {tokens}"),
-            );
+            let done = format!("new secret for client {client_id:?}; {tokens}");
+            report_generated(generated.as_ref(), "secret", &done);
         }
         ClientCommand::List { json } => {
             let clients = admin.list_clients().await?;
@@ -95,14 +86,4 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &ClientCommand) -> a
         }
     }
     Ok(())
-}
-
-/// A generated secret on stdout, the rest on stderr.
-fn report_secret(generated: Option<secrecy::SecretString>, done: &str) {
-    if let Some(generated) = generated {
-        println!("{}", generated.expose_secret());
-        eprintln!("{done}; the secret is printed above, once");
-    } else {
-        eprintln!("{done}");
-    }
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use m2m_session_server::StartError;
 use m2m_session_server::domain::{Admin, DomainError};
 use m2m_session_server::store::StoreError;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tracing_subscriber::EnvFilter;
 
 use crate::args::{BackupArgs, LogFormat, StoreArgs};
@@ -210,6 +210,39 @@ pub async fn backup(args: &BackupArgs, file: &FileConfig) -> anyhow::Result<()> 
     admin.backup_to(&args.path).await?;
     eprintln!("backed up to {}", args.path.display());
     Ok(())
+}
+
+/// An `add`'s result when the name may be taken: with `--if-not-exists` a success that says so
+/// (`None`: nothing was made, nothing to print), otherwise a failure (exit 8) naming both ways
+/// out, `renew` being the command that gives the existing one a new secret.
+pub fn unless_exists<T>(
+    result: Result<T, DomainError>,
+    if_not_exists: bool,
+    renew: &str,
+) -> anyhow::Result<Option<T>> {
+    match result {
+        Ok(made) => Ok(Some(made)),
+        Err(DomainError::AlreadyExists(what)) if if_not_exists => {
+            eprintln!("{what} already exists; left unchanged");
+            Ok(None)
+        }
+        Err(e @ DomainError::AlreadyExists(_)) => {
+            let hint = format!("{e}; add --if-not-exists to accept it as it is, or {renew}");
+            Err(anyhow::Error::new(e).context(hint))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A generated secret on stdout (the only thing there, for `$(...)`), the rest on stderr.
+pub fn report_generated(generated: Option<&SecretString>, what: &str, done: &str) {
+    match generated {
+        Some(secret) => {
+            println!("{}", secret.expose_secret());
+            eprintln!("{done}; the {what} is printed above, once");
+        }
+        None => eprintln!("{done}"),
+    }
 }
 
 /// One line from stdin without its line ending; for `--password-stdin` and `--secret-stdin`.

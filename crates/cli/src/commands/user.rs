@@ -1,10 +1,9 @@
-use m2m_session_server::domain::{AddedUser, DomainError, LockoutState, NewUser};
+use m2m_session_server::domain::{AddedUser, LockoutState, NewUser};
 use m2m_session_server::time::Timestamp;
-use secrecy::ExposeSecret;
 use serde_json::json;
 
 use super::audit::{record_json, record_line};
-use super::{admin, read_secret_line};
+use super::{admin, read_secret_line, report_generated, unless_exists};
 use crate::args::{StoreArgs, UserCommand};
 use crate::settings::FileConfig;
 
@@ -25,18 +24,11 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &UserCommand) -> any
                 account: account.clone(),
                 password,
             };
-            match admin.add_user(user, Timestamp::now()).await {
-                Ok(added) => report_password(&added, &format!("created user {username:?}")),
-                Err(DomainError::AlreadyExists(_)) if *if_not_exists => {
-                    eprintln!("user {username:?} already exists; left unchanged");
-                }
-                Err(e @ DomainError::AlreadyExists(_)) => {
-                    let hint = format!(
-                        "{e}; add --if-not-exists to accept it as it is, or `m2m-session user set-password {username}` gives it a new password"
-                    );
-                    return Err(anyhow::Error::new(e).context(hint));
-                }
-                Err(e) => return Err(e.into()),
+            let renew =
+                format!("`m2m-session user set-password {username}` gives it a new password");
+            let added = admin.add_user(user, Timestamp::now()).await;
+            if let Some(added) = unless_exists(added, *if_not_exists, &renew)? {
+                report_password(&added, &format!("created user {username:?}"));
             }
         }
         UserCommand::SetPassword {
@@ -106,17 +98,12 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &UserCommand) -> any
     Ok(())
 }
 
-/// A new password's warnings, then the password itself on stdout when it was generated.
+/// A new password's warnings, then the password itself when it was generated.
 fn report_password(added: &AddedUser, done: &str) {
     for warning in &added.warnings {
         eprintln!("warning: {warning}");
     }
-    if let Some(generated) = &added.generated_password {
-        println!("{}", generated.expose_secret());
-        eprintln!("{done}; the password is printed above, once");
-    } else {
-        eprintln!("{done}");
-    }
+    report_generated(added.generated_password.as_ref(), "password", done);
 }
 
 fn print_lockout(username: &str, state: &LockoutState, json: bool) -> anyhow::Result<()> {

@@ -343,14 +343,25 @@ impl Remote {
 #[test]
 fn a_refused_connection_is_named() {
     let remote = Remote::start();
-    let out = remote.run(&["login"], &[("M2M_URL", "http://127.0.0.1:1/api".into())]);
+    let url = format!("http://{}/api", closed_port());
+    let out = remote.run(&["login"], &[("M2M_URL", url.clone())]);
     assert_eq!(code(&out), FAILURE);
     let line = failure_line(&out);
     assert!(
-        line.starts_with("error: cannot connect to http://127.0.0.1:1/api/ts/v1/oauth2/token: "),
+        line.starts_with(&format!(
+            "error: cannot connect to {url}/ts/v1/oauth2/token: "
+        )),
         "{line}"
     );
     assert!(line.to_lowercase().contains("connection refused"), "{line}");
+}
+
+/// A loopback address where nothing listens: a port just given up by the system.
+fn closed_port() -> std::net::SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 #[test]
