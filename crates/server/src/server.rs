@@ -110,23 +110,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the store and binds the listener; nothing is served until [`Server::run`].
+    /// Binds the listener and opens the store; nothing is served until [`Server::run`].
     pub async fn bind(config: &ServerConfig) -> Result<Self, StartError> {
         // Recording starts with the first server of the process, not at the first scrape.
         crate::telemetry::handle();
-        let store = store::open(&config.database, &config.store).await?;
-        let clock = Clock::default();
-        let offset = clock.sync(store.as_ref()).await?;
-        if offset.abs() > 1_000 {
-            tracing::warn!(
-                offset_ms = offset,
-                "this node's clock differs from the database's"
-            );
-        }
+        // What can fail without the database comes first: a server that cannot start must not
+        // have created one.
         let hasher =
             PasswordHasher::with_queue(config.argon2, config.hash_workers, config.hash_queue)?;
-        let service = SessionService::new(store.clone(), hasher, config.policy.clone())
-            .with_time(Arc::new(clock.clone()));
+        let tls = config.tls.as_ref().map(crate::tls::load).transpose()?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -142,7 +134,17 @@ impl Server {
             ),
             None => None,
         };
-        let tls = config.tls.as_ref().map(crate::tls::load).transpose()?;
+        let store = store::open(&config.database, &config.store).await?;
+        let clock = Clock::default();
+        let offset = clock.sync(store.as_ref()).await?;
+        if offset.abs() > 1_000 {
+            tracing::warn!(
+                offset_ms = offset,
+                "this node's clock differs from the database's"
+            );
+        }
+        let service = SessionService::new(store.clone(), hasher, config.policy.clone())
+            .with_time(Arc::new(clock.clone()));
         let server = Self {
             listener,
             tls,

@@ -176,6 +176,13 @@ impl SqliteStore {
 /// Says in a person's terms what SQLite would only call "unable to open database file".
 fn check_path(path: &std::path::Path, create: bool) -> StoreResult<()> {
     let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    if path.is_dir() {
+        return Err(StoreError::Config(format!(
+            "{} is a directory; name a file in it, e.g. {}",
+            shown.display(),
+            shown.join("m2m-session.db").display()
+        )));
+    }
     if path.exists() {
         return Ok(());
     }
