@@ -112,9 +112,21 @@ fn oauth_reason(body: Option<&OAuthErrorResponse>, raw_body: &str) -> String {
     }
 }
 
-/// A body as a short single line: enough to recognise it, never a page of HTML.
+/// A body as a short single line: the `errorMessage` of a JSON error body, else the start of
+/// the text, enough to recognise it, never a page of HTML.
 fn excerpt(body: &str) -> String {
-    const MAX: usize = 200;
+    const MAX: usize = 120;
+    if let Ok(ConnectivityManagementResult {
+        error_code: Some(code),
+        error_message,
+        ..
+    }) = serde_json::from_str(body)
+    {
+        return match error_message {
+            Some(message) => format!("{code}: {message}"),
+            None => code,
+        };
+    }
     let line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.is_empty() {
         return "an empty body".to_owned();
