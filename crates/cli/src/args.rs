@@ -36,19 +36,12 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Every command's exit status, in `--help` and the README.
-macro_rules! exit_codes {
-    () => {
-        "\
+/// Every command's exit status, in the top-level `--help` and the README.
+const EXIT_CODES: &str = "\
 Exit codes (every command): 0 success; 1 failure (configuration, database, connection, \
 unexpected answer); 2 usage (unknown flag, missing argument); 3 invalid credentials (user or \
 OAuth client); 4 user locked; 5 session expired, unknown or malformed; 6 server busy or \
-throttling (retry later); 7 not found (no such user, client or session); 8 already exists."
-    };
-}
-
-/// The top-level `--help`'s closing words.
-const EXIT_CODES: &str = exit_codes!();
+throttling (retry later); 7 not found (no such user, client or session); 8 already exists.";
 
 /// Where the data is, and what `serve` and the admin commands share.
 #[derive(Debug, Clone, Default, Args)]
@@ -154,12 +147,15 @@ pub enum ConfigCommand {
 }
 
 /// What every client command shares in `--help`.
-const CLIENT_HELP: &str = concat!(
-    "Secrets are read from the environment, never from flags: M2M_CLIENT_SECRET, M2M_PASSWORD \
-     (or --password-stdin) and M2M_SESSION_TOKEN (or --token-stdin); each also as NAME_FILE, the \
-     path of a file holding it.\n\n",
-    exit_codes!()
-);
+const CLIENT_HELP: &str = "\
+Secrets are read from the environment, never from flags: M2M_CLIENT_SECRET, M2M_PASSWORD (or \
+--password-stdin) and M2M_SESSION_TOKEN (or --token-stdin); each also as NAME_FILE, the path of \
+a file holding it.
+
+Exit codes (those of `m2m-session --help` a client command can give): 0 success; 1 failure \
+(configuration, connection, unexpected answer); 2 usage; 3 invalid credentials (user or OAuth \
+client); 4 user locked; 5 session expired, unknown or malformed; 6 server busy or throttling \
+(retry later).";
 
 /// Where the server is and which OAuth client calls it.
 #[derive(Debug, Clone, Args)]

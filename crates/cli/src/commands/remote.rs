@@ -91,11 +91,30 @@ async fn report(work: impl Future<Output = Result<(), Failure>>) -> ExitCode {
             print_failure_line(&message, None);
             ExitCode::from(exit::OTHER)
         }
-        // The SDK's message is one line that names the code; it is printed as it is.
+        // The SDK's message is one line that names the code; the CLI adds what to do in its
+        // own terms (the variables and flags a person set, not the wire's headers).
         Err(Failure::Client(e)) => {
-            print_failure_line(&e.to_string(), None);
+            let mut line = e.to_string();
+            if let Some(fix) = fix_for(&e) {
+                line.push_str("; ");
+                line.push_str(fix);
+            }
+            print_failure_line(&line, None);
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// What a person can do about a client error, where the SDK cannot say it.
+fn fix_for(e: &Error) -> Option<&'static str> {
+    match e.known_code() {
+        Some(ErrorCode::SessionTokenInvalid | ErrorCode::SessionTokenFormat) => {
+            Some("M2M_SESSION_TOKEN (or --token-stdin) must be a token `m2m-session login` printed")
+        }
+        _ if matches!(e, Error::Transport(_) | Error::Timeout(_)) => {
+            Some("check that the server runs and that --url (M2M_URL) points to it")
+        }
+        _ => None,
     }
 }
 

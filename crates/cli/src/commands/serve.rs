@@ -25,8 +25,9 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
         );
         if throwaway.is_some() {
             tracing::info!(
-                "the simulator's data is kept in a temporary database, deleted at exit; \
-                 pass --database to keep it"
+                "the simulator's data is kept in a temporary database, {}, deleted at exit; \
+                 pass --database to keep it",
+                config.database
             );
         }
     }

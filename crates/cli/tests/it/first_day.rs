@@ -173,21 +173,37 @@ fn the_simulator_leaves_the_real_database_alone() {
         .current_dir(dir.path())
         .env("RUST_LOG", "info")
         .env("M2M_SHUTDOWN_DELAY", "0s")
+        .env("NO_COLOR", "1")
         .args(["serve", "--simulator", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let log = read_until(&mut child, "listening on ");
-    assert!(log.contains("temporary database, deleted at exit"), "{log}");
     assert!(!log.contains("client add"), "a hint to add clients: {log}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(
         left.is_empty(),
         "the simulator wrote {left:?} in its directory"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    // Its throwaway database, named in the log, is there while it runs and gone after it.
+    let marker = "the simulator's data is kept in a temporary database, ";
+    let start = log.find(marker).unwrap_or_else(|| panic!("{log}")) + marker.len();
+    let path = std::path::PathBuf::from(log[start..].split(", deleted at exit").next().unwrap());
+    assert!(path.exists(), "{}", path.display());
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!path.exists(), "left behind: {}", path.display());
+    assert!(
+        !path.parent().unwrap().exists(),
+        "left behind: {}",
+        path.display()
+    );
 }
 
 /// Reads the child's stderr until a line contains `marker` (20 s at most); returns it all.
@@ -196,11 +212,11 @@ fn read_until(child: &mut std::process::Child, marker: &str) -> String {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // Read to the end even when nobody listens any more: a closed pipe would fail the
+        // child's later log lines.
         for line in std::io::BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let mut log = String::new();
@@ -232,6 +248,17 @@ fn a_taken_port_blames_the_port_once_not_the_database() {
     assert!(line.contains("--listen"), "{line}");
     assert!(!line.contains("database"), "{line}");
     assert_said_once(&line, "listen on");
+    // And nothing was created for a server that never started.
+    let fresh = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .env_clear()
+        .current_dir(fresh.path())
+        .args(["serve", "--listen", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), FAILURE);
+    let left: Vec<_> = std::fs::read_dir(fresh.path()).unwrap().collect();
+    assert!(left.is_empty(), "created {left:?}");
 }
 
 #[test]
@@ -245,15 +272,32 @@ fn a_database_that_cannot_be_opened_is_said_once_with_the_fix() {
         line.contains("/nonexistent-dir/sub does not exist; create the directory"),
         "{line}"
     );
-    // A path SQLite cannot open (a directory): its code 14, once, in words.
+    // A directory where the file should be.
     let dir = env.dir.path().display().to_string();
     let out = env.run(&["serve", "--database", &dir]);
     assert_eq!(code(&out), FAILURE);
     let line = failure_line(&out);
     assert!(
         line.starts_with(&format!(
-            "error: cannot open the database {dir}: SQLite refuses it"
+            "error: {dir} is a directory; name a file in it, e.g. {dir}/"
         )),
+        "{line}"
+    );
+    // A file SQLite cannot open (not a database, here one it may not create beside): its
+    // code 14, once, in words, naming the file.
+    let blocked = env.dir.path().join("blocked");
+    std::fs::write(&blocked, b"").unwrap();
+    let inside = blocked.join("m2m.db").display().to_string();
+    let out = env.run(&["serve", "--database", &inside]);
+    let line = failure_line(&out);
+    assert!(line.contains("is not a directory"), "{line}");
+    // A place nobody may create a file (even root: /proc): SQLite's code 14, once, in words,
+    // naming the file.
+    let out = env.run(&["serve", "--database", "/proc/m2m.db"]);
+    assert_eq!(code(&out), FAILURE);
+    let line = failure_line(&out);
+    assert!(
+        line.starts_with("error: cannot open the database /proc/m2m.db: SQLite refuses it"),
         "{line}"
     );
     assert!(line.contains("it must be a database file"), "{line}");
@@ -354,6 +398,7 @@ fn a_refused_connection_is_named() {
         "{line}"
     );
     assert!(line.to_lowercase().contains("connection refused"), "{line}");
+    assert!(line.ends_with("check that the server runs and that --url (M2M_URL) points to it"));
 }
 
 /// A loopback address where nothing listens: a port just given up by the system.
@@ -396,7 +441,12 @@ fn session_errors_name_their_code_once_and_exit_alike() {
     // A malformed token exits like an expired one, as --help says.
     let out = remote.run(&["logout"], &[("M2M_SESSION_TOKEN", "not-a-token".into())]);
     assert_eq!(code(&out), SESSION_INVALID, "{}", stderr(&out));
-    assert_said_once(&failure_line(&out), "SessionToken.Invalid");
+    let line = failure_line(&out);
+    assert_said_once(&line, "SessionToken.Invalid");
+    assert!(
+        line.contains("M2M_SESSION_TOKEN (or --token-stdin) must be a token"),
+        "{line}"
+    );
 }
 
 #[test]
