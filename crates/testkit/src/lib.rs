@@ -1,9 +1,14 @@
-//! Test support for m2m-session: the standard OAuth client and user every suite starts with, the
-//! cheapest password hasher, and a throwaway PostgreSQL database per test.
+//! Test support for m2m-session: a real server in the test's process ([`TestServer`]), the
+//! standard OAuth client and user every suite starts with, the cheapest password hasher, and a
+//! throwaway PostgreSQL database per test.
 //!
 //! A crate of its own, so that none of it ships in the server library: the server's, the SDK's
 //! and the CLI's tests take it as a dev-dependency, the benchmark commands as a dependency.
 #![warn(missing_docs)]
+
+mod server;
+
+pub use server::{DEVICE_API_PATH, TestServer, TestServerBuilder};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -26,6 +26,9 @@ use tower_http::trace::TraceLayer;
 pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use client_ip::resolve as resolve_client_ip;
 pub use error::AppError;
+/// The bearer and session-token extractors, for routes added beside the contract's (a test's
+/// stand-in of another ThingSpace API checks its tokens exactly as the session routes do).
+pub use extract::{ApiClient, SessionTokenHeader};
 
 use crate::domain::SessionService;
 
