@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use m2m_session_model::{OAuthErrorResponse, TokenResponse};
-use rand::Rng as _;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use url::form_urlencoded;
 
 use crate::Error;
@@ -87,8 +87,9 @@ async fn fetch(client: &Client) -> Result<Cached, Error> {
     let id: String = form_urlencoded::byte_serialize(inner.client_id.as_bytes()).collect();
     let secret: String =
         form_urlencoded::byte_serialize(inner.client_secret.expose_secret().as_bytes()).collect();
+    // Not entered with a guard: that would leak the span into whatever else the thread polls
+    // while this future waits.
     let span = tracing::debug_span!("oauth_token", client_id = %inner.client_id);
-    let _enter = span.enter();
     let sent_at = Instant::now();
     let raw = client
         .send(Repeat::Safe, inner.attempt_timeout, None, || {
@@ -102,6 +103,7 @@ async fn fetch(client: &Client) -> Result<Cached, Error> {
                 )
                 .body(form.clone())
         })
+        .instrument(span)
         .await?;
     parse(raw, sent_at)
 }
@@ -125,7 +127,7 @@ fn parse(raw: RawResponse, sent_at: Instant) -> Result<Cached, Error> {
     let lifetime = token
         .expires_in
         .map_or(DEFAULT_LIFETIME, Duration::from_secs);
-    let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=REFRESH_JITTER_MS));
+    let jitter = Duration::from_millis(crate::retry::random_up_to(REFRESH_JITTER_MS));
     let ahead = (REFRESH_AHEAD + jitter).min(lifetime / 2);
     Ok(Cached {
         token: SecretString::from(token.access_token),

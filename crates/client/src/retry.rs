@@ -3,7 +3,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use rand::Rng as _;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
@@ -96,7 +95,7 @@ impl RetryConfig {
             .saturating_mul(2u32.saturating_pow(retry.min(16)));
         let ceiling = exp.min(self.max_backoff);
         let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
+        Duration::from_millis(random_up_to(millis))
     }
 
     /// The wait before retry number `retry`, or `None` when `Retry-After` asks for too long.
@@ -113,6 +112,18 @@ impl RetryConfig {
             tokens: Arc::new(Mutex::new(self.budget * RetryBudget::RETRY_COST)),
             capacity: self.budget * RetryBudget::RETRY_COST,
         }
+    }
+}
+
+/// Uniform in `[0, max]` (but for a modulo bias below `(max + 1) / 2^62`), from the system's
+/// randomness through a v4 UUID's random bits: jitter needs no `rand` crate.
+pub(crate) fn random_up_to(max: u64) -> u64 {
+    let (_, low) = uuid::Uuid::new_v4().as_u64_pair();
+    // The top two bits of the low half are the UUID variant; the other 62 are random.
+    let bits = low & (u64::MAX >> 2);
+    match max.checked_add(1) {
+        Some(n) => bits % n,
+        None => bits,
     }
 }
 
@@ -188,6 +199,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn random_up_to_stays_in_range_and_varies() {
+        assert_eq!(random_up_to(0), 0);
+        let draws: Vec<u64> = (0..200).map(|_| random_up_to(9)).collect();
+        assert!(draws.iter().all(|d| *d <= 9));
+        for value in 0..=9 {
+            assert!(draws.contains(&value), "{value} never drawn in {draws:?}");
+        }
+        assert!(random_up_to(u64::MAX) <= u64::MAX >> 2);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The examples' code, run against the real server so that they cannot rot.
 
-#[path = "../../examples/login_reset_logout.rs"]
+#[path = "../../../client/examples/login_reset_logout.rs"]
 mod login_reset_logout;
-#[path = "../../examples/session.rs"]
+#[path = "../../../client/examples/session.rs"]
 mod session_example;
 
 use m2m_session_server::domain::Policy;
