@@ -173,6 +173,10 @@ pub struct RemoteArgs {
     /// OAuth client id (its secret: M2M_CLIENT_SECRET)
     #[arg(long, env = "M2M_CLIENT_ID", value_name = "ID")]
     pub client_id: Option<String>,
+    /// Also trust the CA certificate(s) in this PEM file, for a server whose certificate a
+    /// private CA signed (the system's and the built-in roots stay trusted)
+    #[arg(long, env = "M2M_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -111,6 +111,10 @@ fn fix_for(e: &Error) -> Option<&'static str> {
         Some(ErrorCode::SessionTokenInvalid | ErrorCode::SessionTokenFormat) => {
             Some("M2M_SESSION_TOKEN (or --token-stdin) must be a token `m2m-session login` printed")
         }
+        // rustls: "invalid peer certificate: UnknownIssuer" and the like.
+        _ if matches!(e, Error::Transport(_)) && e.to_string().contains("certificate") => {
+            Some("pass --ca-cert (M2M_CA_CERT) with the CA that signed the server's certificate")
+        }
         _ if matches!(e, Error::Transport(_) | Error::Timeout(_)) => {
             Some("check that the server runs and that --url (M2M_URL) points to it")
         }
@@ -147,8 +151,16 @@ fn client(remote: &RemoteArgs) -> Result<Client, Failure> {
         .client_id
         .clone()
         .ok_or_else(|| Failure::Usage("no client id: set M2M_CLIENT_ID or --client-id".into()))?;
-    Ok(Client::builder()
-        .base_url(&remote.url)?
+    let mut builder = Client::builder().base_url(&remote.url)?;
+    if let Some(path) = &remote.ca_cert {
+        builder = builder.ca_cert_file(path).map_err(|e| match e {
+            // The SDK's reason, "cannot read the CA certificate FILE: ...", without its
+            // "invalid configuration: " prefix, and what to pass instead.
+            Error::Construction(reason) => Failure::Usage(format!("{reason}; pass a PEM file")),
+            other => Failure::Client(other),
+        })?;
+    }
+    Ok(builder
         .oauth_client_credentials(client_id, SecretString::from(secret))
         .build()?)
 }

@@ -11,3 +11,4 @@ mod multi_node;
 mod secrets;
 mod serve;
 mod smart_lockout;
+mod tls_client;
