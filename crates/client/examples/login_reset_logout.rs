@@ -7,21 +7,25 @@
 //! cargo run -p m2m-session-client --example login_reset_logout
 //! ```
 
-use m2m_session_client::{Client, Error, LogInRequest, SessionResetPasswordRequest, SessionToken};
+use std::process::ExitCode;
+
+use m2m_session_client::{
+    Client, Error, ExposeSecret, LogInRequest, SecretString, SessionResetPasswordRequest,
+};
 
 /// Returns the new password.
-pub async fn run(client: &Client, username: &str, password: &str) -> Result<String, Error> {
+pub async fn run(client: &Client, username: &str, password: &str) -> Result<SecretString, Error> {
     let sessions = client.session_management();
     let login = sessions
         .start_connectivity_management_session(Some(&LogInRequest::new(username, password)))
         .await?;
-    let token = SessionToken::new(login.result.session_token.unwrap_or_default());
+    let token = login.session_token()?;
     println!("logged in (status {})", login.status);
 
     let reset = sessions
         .reset_connectivity_management_password(&token, &SessionResetPasswordRequest::new(password))
         .await?;
-    let new_password = reset.result.new_password.unwrap_or_default();
+    let new_password = reset.new_password()?;
     println!("password reset; the new one is shown once");
 
     sessions.end_connectivity_management_session(&token).await?;
@@ -30,18 +34,35 @@ pub async fn run(client: &Client, username: &str, password: &str) -> Result<Stri
         Err(e) if e.is_session_expired() => {
             println!("the token is refused after logout, as it should be")
         }
-        other => println!("unexpected: {other:?}"),
+        Err(e) => println!("unexpected error: {e}"),
+        Ok(answer) => println!("unexpected: a second logout answered {}", answer.status),
     }
     Ok(new_password)
 }
 
 #[allow(dead_code)]
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::from_env()?;
-    let username = std::env::var("M2M_USERNAME")?;
-    let password = std::env::var("M2M_PASSWORD")?;
-    let new_password = run(&client, &username, &password).await?;
-    println!("{new_password}");
-    Ok(())
+async fn main() -> ExitCode {
+    let outcome = async {
+        let client = Client::from_env()?;
+        let username = env("M2M_USERNAME")?;
+        let password = env("M2M_PASSWORD")?;
+        run(&client, &username, &password).await
+    };
+    match outcome.await {
+        Ok(new_password) => {
+            println!("{}", new_password.expose_secret());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // One readable line (`Display`), not a `Debug` dump.
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn env(name: &str) -> Result<String, Error> {
+    std::env::var(name).map_err(|_| Error::Construction(format!("{name} is not set")))
 }

@@ -2,10 +2,10 @@
 //!
 //! Environment as for `login_reset_logout`.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
-use m2m_session_client::{Client, Error, Session};
-use secrecy::SecretString;
+use m2m_session_client::{Client, Error, SecretString, Session};
 
 /// Checks the session from several tasks at once; returns how many checks succeeded.
 pub async fn run(client: Client, username: &str, password: &str) -> Result<usize, Error> {
@@ -45,13 +45,22 @@ pub async fn run(client: Client, username: &str, password: &str) -> Result<usize
 
 #[allow(dead_code)]
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let client = Client::from_env()?;
-    run(
-        client,
-        &std::env::var("M2M_USERNAME")?,
-        &std::env::var("M2M_PASSWORD")?,
-    )
-    .await?;
-    Ok(())
+async fn main() -> ExitCode {
+    let outcome = async {
+        let client = Client::from_env()?;
+        run(client, &env("M2M_USERNAME")?, &env("M2M_PASSWORD")?).await
+    };
+    match outcome.await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line (`Display`), not a `Debug` dump.
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn env(name: &str) -> Result<String, Error> {
+    std::env::var(name).map_err(|_| Error::Construction(format!("{name} is not set")))
 }

@@ -18,8 +18,7 @@ use crate::{ApiError, ApiResponse, ClientBuilder, Environment, Error, RetryConfi
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), m2m_session_client::Error> {
-/// use m2m_session_client::{Client, LogInRequest};
-/// use secrecy::SecretString;
+/// use m2m_session_client::{Client, LogInRequest, SecretString};
 ///
 /// let client = Client::builder()
 ///     .base_url("http://127.0.0.1:8080/api")?
@@ -145,9 +144,22 @@ impl Client {
     pub(crate) async fn call(&self, call: Call<'_>) -> Result<RawResponse, Error> {
         let limit = self.inner.operation_timeout;
         let deadline = Instant::now() + limit;
-        tokio::time::timeout_at(deadline, self.call_untimed(call, deadline))
+        let raw = tokio::time::timeout_at(deadline, self.call_untimed(call, deadline))
             .await
-            .map_err(|_| Error::Timeout(limit))?
+            .map_err(|_| Error::Timeout(limit))??;
+        // On the operation's span (fields it does not declare are ignored): what to quote when
+        // reporting a problem, recorded whatever the answer.
+        let span = tracing::Span::current();
+        span.record("status", raw.status.as_u16());
+        if let Some(id) = raw
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            span.record("request_id", id);
+        }
+        tracing::debug!(status = raw.status.as_u16(), "answered");
+        Ok(raw)
     }
 
     async fn call_untimed(&self, call: Call<'_>, deadline: Instant) -> Result<RawResponse, Error> {

@@ -14,6 +14,19 @@ const RESET: &str = "/m2m/v1/session/password/actions/reset";
 /// Beside `/api`, at the server's root.
 const VERIFY: &str = "/auth/verify";
 
+/// The span of one operation: named after it, with `operation` the same name and `status` and
+/// `request_id` recorded by `Client::call` when the answer arrives. Never a secret.
+macro_rules! operation_span {
+    ($name:literal) => {
+        tracing::info_span!(
+            $name,
+            operation = $name,
+            status = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+        )
+    };
+}
+
 /// The three session operations, under the names of the official ThingSpace SDKs'
 /// `SessionManagementController` (TypeScript and C#), so code ported from them reads the same.
 ///
@@ -66,7 +79,7 @@ impl SessionManagementController {
             attempt_timeout: options.attempt_timeout,
             at_root: false,
         };
-        let span = tracing::info_span!("start_connectivity_management_session");
+        let span = operation_span!("start_connectivity_management_session");
         async { decode(self.client.call(call).await?) }
             .instrument(span)
             .await
@@ -97,7 +110,7 @@ impl SessionManagementController {
             attempt_timeout: options.attempt_timeout,
             at_root: false,
         };
-        let span = tracing::info_span!("end_connectivity_management_session");
+        let span = operation_span!("end_connectivity_management_session");
         async { decode(self.client.call(call).await?) }
             .instrument(span)
             .await
@@ -139,7 +152,7 @@ impl SessionManagementController {
             attempt_timeout: options.attempt_timeout,
             at_root: false,
         };
-        let span = tracing::info_span!("reset_connectivity_management_password");
+        let span = operation_span!("reset_connectivity_management_password");
         async { decode(self.client.call(call).await?) }
             .instrument(span)
             .await
@@ -161,7 +174,7 @@ impl SessionManagementController {
             attempt_timeout: None,
             at_root: true,
         };
-        let span = tracing::info_span!("verify_session");
+        let span = operation_span!("verify_session");
         async {
             let raw = self.client.call(call).await?;
             if !raw.status.is_success() {

@@ -8,8 +8,7 @@
 //! # Quickstart
 //!
 //! ```no_run
-//! use m2m_session_client::{Client, LogInRequest, SessionResetPasswordRequest, SessionToken};
-//! use secrecy::SecretString;
+//! use m2m_session_client::{Client, LogInRequest, SecretString, SessionResetPasswordRequest};
 //!
 //! # async fn demo() -> Result<(), m2m_session_client::Error> {
 //! let client = Client::builder()
@@ -21,12 +20,12 @@
 //! let login = sessions
 //!     .start_connectivity_management_session(Some(&LogInRequest::new("zbeeblebrox", "IMgr8")))
 //!     .await?;
-//! let token = SessionToken::new(login.result.session_token.unwrap_or_default());
+//! let token = login.session_token()?;
 //!
 //! let reset = sessions
 //!     .reset_connectivity_management_password(&token, &SessionResetPasswordRequest::new("IMgr8"))
 //!     .await?;
-//! println!("new password: {:?}", reset.result.new_password.is_some());
+//! let new_password = reset.new_password()?; // a SecretString: `expose_secret()` to read it
 //!
 //! sessions.end_connectivity_management_session(&token).await?;
 //! # Ok(()) }
@@ -60,10 +59,22 @@
 //!
 //! # Secrets
 //!
-//! Client secrets, passwords and tokens are `SecretString`s or redact themselves: no `Debug`,
-//! `Display` or tracing output of this crate shows them.
+//! Client secrets, passwords and tokens are [`SecretString`]s or redact themselves: no `Debug`,
+//! `Display` or tracing output of this crate shows them. [`SecretString`] and [`ExposeSecret`]
+//! are re-exported from `secrecy`, so a program needs no dependency of its own to pass or read
+//! one.
+//!
+//! # Tracing
+//!
+//! Every operation runs in an `INFO` span named after it
+//! (`start_connectivity_management_session`, `end_connectivity_management_session`,
+//! `reset_connectivity_management_password`, `verify_session`) with the fields `operation` (the
+//! same name) and, once the answer arrives, `status` and `request_id` (the server's
+//! `X-Request-Id`, to quote when reporting a problem). Fetching the API token is a `DEBUG` span
+//! `oauth_token` with the `client_id`; retries, waits and re-logins are `DEBUG` events inside
+//! them. No span or event carries a password, secret or token.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod builder;
 mod client;
@@ -80,13 +91,18 @@ pub use client::Client;
 pub use controller::{SessionIdentity, SessionManagementController};
 pub use error::{ApiError, Error};
 pub use m2m_session_model::{
-    ConnectivityManagementResult, ErrorCode, LogInRequest, LogInResult, LogOutRequest,
-    SessionResetPasswordRequest, SessionResetPasswordResult,
+    ConnectivityManagementResult, ErrorCode, GatewayFault, GatewayFaultBody, LogInRequest,
+    LogInResult, LogOutRequest, OAuthErrorResponse, SessionResetPasswordRequest,
+    SessionResetPasswordResult,
 };
+pub use reqwest::StatusCode;
+pub use reqwest::header::HeaderMap;
 pub use response::{ApiResponse, RequestOptions};
 pub use retry::RetryConfig;
+pub use secrecy::{ExposeSecret, SecretString};
 pub use session::Session;
 pub use token::SessionToken;
+pub use url::Url;
 
 #[cfg(test)]
 mod send_sync {

@@ -15,8 +15,7 @@ use crate::{Client, Error, SessionToken};
 ///
 /// ```no_run
 /// # async fn demo(client: m2m_session_client::Client) -> Result<(), m2m_session_client::Error> {
-/// use m2m_session_client::Session;
-/// use secrecy::SecretString;
+/// use m2m_session_client::{SecretString, Session};
 ///
 /// let session = Session::new(client, "zbeeblebrox", SecretString::from("IMgr8"));
 /// // Any call of yours that carries the session token:
@@ -100,21 +99,13 @@ impl Session {
                 let controller = controller.clone();
                 let body = SessionResetPasswordRequest::new(self.password().expose_secret());
                 async move {
-                    let response = controller
+                    controller
                         .reset_connectivity_management_password(&token, &body)
-                        .await?;
-                    response
-                        .result
-                        .new_password
-                        .ok_or_else(|| Error::UndecodableResponse {
-                            status: response.status,
-                            headers: Box::new(response.headers),
-                            raw_body: "a reset answer without newPassword".into(),
-                        })
+                        .await?
+                        .new_password()
                 }
             })
             .await?;
-        let new_password = SecretString::from(new_password);
         *self
             .password
             .lock()
@@ -153,20 +144,11 @@ impl Session {
 
     async fn login(&self) -> Result<SessionToken, Error> {
         let body = LogInRequest::new(self.username.clone(), self.password().expose_secret());
-        let response = self
-            .client
+        self.client
             .session_management()
             .start_connectivity_management_session(Some(&body))
-            .await?;
-        response
-            .result
-            .session_token
-            .map(SessionToken::new)
-            .ok_or_else(|| Error::UndecodableResponse {
-                status: response.status,
-                headers: Box::new(response.headers),
-                raw_body: "a login answer without sessionToken".into(),
-            })
+            .await?
+            .session_token()
     }
 
     fn password(&self) -> SecretString {

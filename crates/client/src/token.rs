@@ -4,8 +4,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// A `VZ-M2M-Token` session token.
 ///
-/// Kept as a secret: `Debug` and `Display` never show it. Get it from a login result with
-/// [`SessionToken::new`], or let [`crate::Session`] handle it.
+/// Kept as a secret: `Debug` never shows it (and there is no `Display`). Get it from a login's
+/// answer with [`ApiResponse::session_token`](crate::ApiResponse::session_token), or let
+/// [`crate::Session`] handle it.
 ///
 /// ```
 /// use m2m_session_client::SessionToken;
@@ -17,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub struct SessionToken(SecretString);
 
 impl SessionToken {
-    /// Wraps token text, e.g. `LogInResult::session_token`.
+    /// Wraps token text, e.g. one kept from an earlier run.
     pub fn new(token: impl Into<String>) -> Self {
         Self(SecretString::from(token.into()))
     }

@@ -1,3 +1,6 @@
+//! The `errorCode`s of the contract: every one this system emits, and how to match one from any
+//! service by its stable part.
+
 use std::fmt;
 
 /// The service part of every code; clients match on what follows it, which is stable.
@@ -7,25 +10,56 @@ pub const SERVICE_PREFIX: &str = "UnifiedWebService.";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
+    /// `REQUEST_FAILED.SessionToken.Expired` (400): the session token is not a live session of
+    /// this client (idle too long, logged out, revoked, never issued): log in again.
     SessionTokenExpired,
+    /// `REQUEST_FAILED.SessionToken.Format` (400): the `VZ-M2M-Token` header is missing.
     SessionTokenFormat,
+    /// `INPUT_INVALID.SessionToken.Invalid` (400): the `VZ-M2M-Token` header is not a GUID.
     SessionTokenInvalid,
+    /// `INPUT_INVALID.RequestUndefined` (400): the body is empty (or whitespace, or JSON
+    /// `null`) where one is required.
     RequestUndefined,
+    /// `INPUT_INVALID.DeserializationFailed` (400, or 408 when the body is too slow): the
+    /// body is not a JSON object, or did not arrive whole.
     DeserializationFailed,
+    /// `REQUEST_FAILED.UnexpectedError`: a required field is missing, `null` or not a string
+    /// (400), or a fault of the server (500).
     UnexpectedError,
+    /// `INPUT_INVALID.Request.InvalidCharacter` (400): `'`, `<` or `\` in a login's username.
     InvalidCharacter,
+    /// `REQUEST_FAILED.Login.InvalidCredentials` (400): wrong username or password, one code for
+    /// both.
     InvalidCredentials,
+    /// `REQUEST_FAILED.Login.Locked` (400): the username is locked after too many failures.
     Locked,
+    /// `REQUEST_FAILED.Password.OldPasswordMismatch` (400): a reset with a wrong `oldPassword`.
     OldPasswordMismatch,
+    /// `REQUEST_FAILED.Throttled` (429): too many failed logins from this client address;
+    /// `Retry-After` says when to come back.
     Throttled,
+    /// `REQUEST_FAILED.IdempotencyKey.Expired` (409): the stored answer for this
+    /// `Idempotency-Key` is gone.
     IdempotencyKeyExpired,
+    /// `INPUT_INVALID.IdempotencyKey.Mismatch` (422): the `Idempotency-Key` was used with another
+    /// body or session.
     IdempotencyKeyMismatch,
+    /// `REQUEST_FAILED.IdempotencyKey.InProgress` (409): a reset with this `Idempotency-Key` is
+    /// still running; repeat it with the same key.
     IdempotencyKeyInProgress,
+    /// `INPUT_INVALID.IdempotencyKey.Invalid` (400): the `Idempotency-Key` is not 1 to 255
+    /// printable ASCII characters.
     IdempotencyKeyInvalid,
+    /// `REQUEST_FAILED.NotFound` (404): unknown path.
     NotFound,
+    /// `REQUEST_FAILED.MethodNotAllowed` (405): known path, wrong method.
     MethodNotAllowed,
+    /// `INPUT_INVALID.PayloadTooLarge` (413): the body is too large.
     PayloadTooLarge,
+    /// `INPUT_INVALID.UnsupportedMediaType` (415): a body whose `Content-Type` is not JSON.
     UnsupportedMediaType,
+    /// `REQUEST_FAILED.ServiceUnavailable` (503): the service is overloaded, draining or cannot
+    /// reach its store; `Retry-After` says when to come back.
     ServiceUnavailable,
 }
 

@@ -4,6 +4,10 @@
 //! speaks. Every response field is optional on deserialize and unknown fields are tolerated,
 //! because the official SDKs treat them that way and a client must survive a newer server.
 //! Request types derive `Debug` by hand so that a password never reaches a log line.
+//!
+//! Programs use these types through `m2m-session-client`, which re-exports them.
+
+#![deny(missing_docs)]
 
 pub mod error_code;
 mod oauth;

@@ -8,11 +8,14 @@ use crate::REDACTED;
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
+    /// The API token, sent as `Authorization: Bearer` on every API call. Secret: `Debug` hides it.
     pub access_token: String,
+    /// `bearer` (compare without regard to case).
     pub token_type: String,
     /// Seconds the token has left (not a constant: a re-issued token has less than an hour).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<u64>,
+    /// The scopes granted, space-separated, when the server says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
@@ -32,7 +35,9 @@ impl fmt::Debug for TokenResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OAuthErrorResponse {
+    /// The RFC 6749 code: `invalid_client`, `invalid_request`, `unsupported_grant_type`, ...
     pub error: String,
+    /// A human-readable explanation, when the server gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
 }
@@ -41,6 +46,7 @@ pub struct OAuthErrorResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayFault {
+    /// What the gateway refused, and why.
     pub fault: GatewayFaultBody,
 }
 
@@ -48,8 +54,11 @@ pub struct GatewayFault {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayFaultBody {
+    /// `900902` (missing credentials) or `900901` (invalid, revoked or expired API token).
     pub code: String,
+    /// A short message, e.g. `Invalid Credentials`.
     pub message: String,
+    /// The longer explanation (empty when the gateway sends none).
     #[serde(default)]
     pub description: String,
 }

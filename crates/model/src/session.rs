@@ -12,8 +12,10 @@ use crate::REDACTED;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LogInRequest {
+    /// The user's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The user's password. Secret: `Debug` hides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
 }
@@ -48,6 +50,8 @@ impl fmt::Debug for LogInRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LogInResult {
+    /// The session token (a GUID) for the `VZ-M2M-Token` header of later calls. Secret: `Debug`
+    /// hides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token: Option<String>,
 }
@@ -71,6 +75,7 @@ impl fmt::Debug for LogInResult {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LogOutRequest {
+    /// The session token that was ended. Secret: `Debug` hides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token: Option<String>,
 }
@@ -91,6 +96,7 @@ impl fmt::Debug for LogOutRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionResetPasswordRequest {
+    /// The current password, as proof. Secret: `Debug` hides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_password: Option<String>,
 }
@@ -120,6 +126,7 @@ impl fmt::Debug for SessionResetPasswordRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionResetPasswordResult {
+    /// The new password; the old one no longer works. Secret: `Debug` hides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_password: Option<String>,
 }
@@ -142,10 +149,14 @@ impl fmt::Debug for SessionResetPasswordResult {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectivityManagementResult {
+    /// `<Service>.<CLASS>.<Detail>`, e.g. `UnifiedWebService.REQUEST_FAILED.SessionToken.Expired`;
+    /// match on the part after the service name ([`crate::ErrorCode::from_code`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// For people; may change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
+    /// Any other property of the body, kept as received.
     #[serde(flatten)]
     pub additional_properties: serde_json::Map<String, serde_json::Value>,
 }

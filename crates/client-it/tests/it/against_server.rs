@@ -28,12 +28,13 @@ async fn the_three_operations_round_trip() {
         .await
         .unwrap();
     assert_eq!(login.status, 200);
-    let token = SessionToken::new(login.result.session_token.unwrap());
+    let token = login.session_token().unwrap();
     let reset = api
         .reset_connectivity_management_password(&token, &SessionResetPasswordRequest::new(PASSWORD))
         .await
         .unwrap();
-    let new_password = reset.result.new_password.unwrap();
+    let new_password = reset.new_password().unwrap();
+    let new_password = new_password.expose_secret();
     assert_eq!(new_password.len(), 22);
     let out = api
         .end_connectivity_management_session(&token)

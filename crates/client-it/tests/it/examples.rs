@@ -5,6 +5,7 @@ mod login_reset_logout;
 #[path = "../../../client/examples/session.rs"]
 mod session_example;
 
+use m2m_session_client::ExposeSecret;
 use m2m_session_server::domain::Policy;
 
 use crate::support::*;
@@ -15,7 +16,7 @@ async fn login_reset_logout_example_runs() {
     let new_password = login_reset_logout::run(&server.client(), USERNAME, PASSWORD)
         .await
         .unwrap();
-    assert_eq!(new_password.len(), 22);
+    assert_eq!(new_password.expose_secret().len(), 22);
     assert_eq!(server.logins(), 1);
 }
 

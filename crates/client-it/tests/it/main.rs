@@ -6,4 +6,5 @@ mod against_server;
 mod examples;
 mod faults;
 mod lost_answer;
+mod spans;
 mod support;

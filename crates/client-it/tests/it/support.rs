@@ -20,6 +20,7 @@ pub struct CountingServer {
     pub api_base: String,
     counts: Arc<Mutex<HashMap<String, usize>>>,
     statuses: Arc<Mutex<Vec<(String, u16)>>>,
+    authorizations: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -39,13 +40,20 @@ impl CountingServer {
         let service = SessionService::new(store, hasher, policy);
         let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let statuses: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
-        let (sink, status_sink) = (counts.clone(), statuses.clone());
+        let authorizations: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (sink, status_sink, auth_sink) =
+            (counts.clone(), statuses.clone(), authorizations.clone());
         let app = router(AppState::new(service)).layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
-                let (sink, status_sink) = (sink.clone(), status_sink.clone());
+                let (sink, status_sink, auth_sink) =
+                    (sink.clone(), status_sink.clone(), auth_sink.clone());
                 async move {
                     let path = req.uri().path().to_owned();
                     *sink.lock().unwrap().entry(path.clone()).or_default() += 1;
+                    if let Some(value) = req.headers().get("authorization") {
+                        let value = value.to_str().unwrap_or_default().to_owned();
+                        auth_sink.lock().unwrap().push(value);
+                    }
                     let response = next.run(req).await;
                     status_sink
                         .lock()
@@ -69,6 +77,7 @@ impl CountingServer {
             api_base: format!("http://{addr}/api"),
             counts,
             statuses,
+            authorizations,
             _dir: dir,
         }
     }
@@ -86,6 +95,11 @@ impl CountingServer {
             .filter(|(p, _)| p == path)
             .map(|(_, s)| *s)
             .collect()
+    }
+
+    /// Every `Authorization` header received (`Basic ...` for tokens, `Bearer ...` for calls).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.authorizations.lock().unwrap().clone()
     }
 
     pub fn token_requests(&self) -> usize {
