@@ -1,9 +1,9 @@
 //! Command-line surface. Every flag is optional here so that the merge in `settings.rs` can tell
 //! "not given" from "given the default": flag > `M2M_*` environment > config file > default.
 //!
-//! The database, the configuration file and the hash cost belong to `serve` and the admin
-//! commands only ([`StoreArgs`]): the client commands talk to a server over HTTP and their
-//! `--help` shows nothing they would ignore.
+//! The database and the configuration file belong to `serve` and the admin commands only
+//! ([`StoreArgs`]), the hash cost to the commands that hash ([`Argon2Args`]): the client commands
+//! talk to a server over HTTP, and no `--help` shows what its command would ignore.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,10 +36,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Every command's exit status, in the top-level `--help` and the README.
+/// Every command's exit status, in `--help` and the README.
 const EXIT_CODES: &str = "\
 Exit codes (every command): 0 success; 1 failure (configuration, database, connection, \
-unexpected answer); 2 usage (unknown flag, missing argument); 3 invalid credentials (user or \
+unexpected answer); 2 usage (unknown flag, malformed argument); 3 invalid credentials (user or \
 OAuth client); 4 user locked; 5 session expired, unknown or malformed; 6 server busy or \
 throttling (retry later); 7 not found (no such user, client or session); 8 already exists.";
 
@@ -60,7 +60,8 @@ pub struct StoreArgs {
     )]
     pub database: Option<String>,
 
-    /// TOML configuration file (keys as the long flags, with underscores)
+    /// TOML configuration file (keys as the long flags, with underscores; --trusted-proxy is
+    /// the list trusted_proxies)
     #[arg(
         long,
         global = true,
@@ -69,9 +70,6 @@ pub struct StoreArgs {
         help_heading = "Database and configuration"
     )]
     pub config: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub argon2: Argon2Args,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -84,19 +82,33 @@ pub enum LogFormat {
     Json,
 }
 
-/// Hash cost; the admin commands take it too because `user add` and `client add` hash, and
-/// must match the server.
+/// Hash cost: `serve`, and the admin commands that hash a new password or secret (their hashes
+/// must be made as the server makes them).
 #[derive(Debug, Clone, Default, Args)]
-#[command(next_help_heading = "Password hashing")]
 pub struct Argon2Args {
-    /// argon2id memory in KiB [default: 19456]
-    #[arg(long, global = true, env = "M2M_ARGON2_MEMORY_KIB", value_name = "N")]
+    /// argon2id memory in KiB, at least 8 per lane [default: 19456]
+    #[arg(
+        long,
+        env = "M2M_ARGON2_MEMORY_KIB",
+        value_name = "N",
+        help_heading = "Password hashing"
+    )]
     pub argon2_memory_kib: Option<u32>,
-    /// argon2id iterations [default: 2]
-    #[arg(long, global = true, env = "M2M_ARGON2_ITERATIONS", value_name = "N")]
+    /// argon2id iterations, at least 1 [default: 2]
+    #[arg(
+        long,
+        env = "M2M_ARGON2_ITERATIONS",
+        value_name = "N",
+        help_heading = "Password hashing"
+    )]
     pub argon2_iterations: Option<u32>,
-    /// argon2id lanes [default: 1]
-    #[arg(long, global = true, env = "M2M_ARGON2_PARALLELISM", value_name = "N")]
+    /// argon2id lanes, at least 1 [default: 1]
+    #[arg(
+        long,
+        env = "M2M_ARGON2_PARALLELISM",
+        value_name = "N",
+        help_heading = "Password hashing"
+    )]
     pub argon2_parallelism: Option<u32>,
 }
 
@@ -107,14 +119,19 @@ pub enum Command {
     /// Create the database if it is not there and bring its schema up to date, without serving
     Init(StoreArgs),
     /// Manage users
+    #[command(after_help = EXIT_CODES)]
     User(UserArgs),
     /// Manage OAuth clients
+    #[command(after_help = EXIT_CODES)]
     Client(ClientArgs),
     /// List and revoke sessions
+    #[command(after_help = EXIT_CODES)]
     Session(SessionArgs),
     /// Read the audit log
+    #[command(after_help = EXIT_CODES)]
     Audit(AuditArgs),
     /// Copy the database to a new file while servers keep running (SQLite)
+    #[command(after_help = EXIT_CODES)]
     Backup(BackupArgs),
     /// Check the configuration
     #[command(subcommand)]
@@ -132,7 +149,11 @@ pub enum Command {
     /// End a session (M2M_SESSION_TOKEN or --token-stdin); prints nothing
     #[command(after_help = CLIENT_HELP)]
     Logout(LogoutArgs),
-    /// Reset a password; prints the new, server-generated one
+    /// Reset your own password through the API; prints the new, server-generated one
+    ///
+    /// The platform's self-service reset: the user's current password (M2M_PASSWORD or
+    /// --password-stdin) and its session (M2M_SESSION_TOKEN, or a login as --username for the
+    /// purpose). Administrators set a password with `m2m-session user set-password`.
     #[command(after_help = CLIENT_HELP)]
     ResetPassword(ResetPasswordArgs),
 }
@@ -149,8 +170,8 @@ pub enum ConfigCommand {
 /// What every client command shares in `--help`.
 const CLIENT_HELP: &str = "\
 Secrets are read from the environment, never from flags: M2M_CLIENT_SECRET, M2M_PASSWORD (or \
---password-stdin) and M2M_SESSION_TOKEN (or --token-stdin); each also as NAME_FILE, the path of \
-a file holding it.
+--password-stdin) and M2M_SESSION_TOKEN (or, for logout, --token-stdin); each also as NAME_FILE, \
+the path of a file holding it.
 
 Exit codes (those of `m2m-session --help` a client command can give): 0 success; 1 failure \
 (configuration, connection, unexpected answer); 2 usage; 3 invalid credentials (user or OAuth \
@@ -216,6 +237,8 @@ pub struct ResetPasswordArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub argon2: Argon2Args,
     /// Address to listen on, HOST:PORT (e.g. 0.0.0.0:8080, [::]:8080, localhost:0); port 0
     /// picks a free one [default: 127.0.0.1:8080]
     #[arg(
@@ -275,8 +298,9 @@ pub struct ServeArgs {
         help_heading = "Sessions and lockout"
     )]
     pub previous_password_grace: Option<String>,
-    /// Count failures from sources the user logged in from recently apart, so guesses from
-    /// elsewhere cannot lock them out: off, address, or network (/24, /64) [default: off]
+    /// Keep a separate failure count for the addresses (address) or networks (network: /24,
+    /// /64) a user recently logged in from, so guesses from elsewhere cannot lock it out; or
+    /// off [default: off]
     #[arg(
         long,
         env = "M2M_FAMILIAR_SOURCES",
@@ -308,7 +332,7 @@ pub struct ServeArgs {
         help_heading = "Sessions and lockout"
     )]
     pub ip_failure_window: Option<String>,
-    /// Most database connections per node [default: 10]
+    /// Maximum database connections of this server process [default: 10]
     #[arg(
         long,
         env = "M2M_DATABASE_MAX_CONNECTIONS",
@@ -426,11 +450,13 @@ pub struct ServeArgs {
         help_heading = "Connections and shutdown"
     )]
     pub max_connections: Option<usize>,
-    /// Proxy whose X-Forwarded-For (or, without it, Forwarded) is believed (repeatable), e.g. 10.0.0.0/8 or 127.0.0.1/32
+    /// Proxy whose X-Forwarded-For (or, without it, Forwarded) is believed (repeatable): a
+    /// network, e.g. 10.0.0.0/8, or one address, e.g. 127.0.0.1
     #[arg(
         long = "trusted-proxy",
         env = "M2M_TRUSTED_PROXY",
         value_name = "CIDR",
+        value_parser = parse_proxy,
         value_delimiter = ',',
         help_heading = "Listening"
     )]
@@ -467,9 +493,12 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
-        /// Succeed without a change when the user exists (prints nothing; exit 0)
+        /// Succeed without a change when the user exists (a note on stderr, nothing on stdout;
+        /// exit 0)
         #[arg(long)]
         if_not_exists: bool,
+        #[command(flatten)]
+        argon2: Argon2Args,
     },
     /// Set a user's password; prints a generated one once unless --password-stdin
     ///
@@ -481,6 +510,8 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
+        #[command(flatten)]
+        argon2: Argon2Args,
     },
     /// List users with their lock state
     List {
@@ -490,7 +521,8 @@ pub enum UserCommand {
     },
     /// Show what counts against a user: failures and lock per source, and recent failures
     Lockout {
-        /// The username, as for login (it need not exist: counters are kept for any name)
+        /// The username, as for login; a name without a user is shown while failures count
+        /// against it
         username: String,
         /// Print JSON instead of text
         #[arg(long)]
@@ -529,9 +561,12 @@ pub enum ClientCommand {
         /// A scope the client may request (repeatable); none means any requested scope is echoed
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
-        /// Succeed without a change when the client exists (prints nothing; exit 0)
+        /// Succeed without a change when the client exists (a note on stderr, nothing on
+        /// stdout; exit 0)
         #[arg(long)]
         if_not_exists: bool,
+        #[command(flatten)]
+        argon2: Argon2Args,
     },
     /// Give a client a new secret; prints a generated one once unless --secret-stdin
     ///
@@ -547,6 +582,8 @@ pub enum ClientCommand {
         /// Keep the API tokens issued with the old secret until they expire
         #[arg(long)]
         keep_tokens: bool,
+        #[command(flatten)]
+        argon2: Argon2Args,
     },
     /// List OAuth clients
     List {
@@ -575,9 +612,11 @@ pub enum SessionCommand {
     /// List live sessions: id, user, client, address, last use and idle deadline
     ///
     /// Never the tokens: an id and the first 8 hex digits of their SHA-256. The idle deadline
-    /// is computed with the idle timeout of this command's configuration (--config,
-    /// M2M_SESSION_IDLE_TIMEOUT); use the servers' own.
+    /// is the last use plus --session-idle-timeout: give the value the servers run with.
     List {
+        /// The servers' idle timeout, e.g. 20m [default: 20m, or the --config file's]
+        #[arg(long, env = "M2M_SESSION_IDLE_TIMEOUT", value_name = "DURATION")]
+        session_idle_timeout: Option<String>,
         /// Only this user's sessions
         #[arg(long = "user", value_name = "USERNAME")]
         username: Option<String>,
@@ -626,17 +665,41 @@ pub struct BackupArgs {
     pub path: PathBuf,
 }
 
-/// `HOST:PORT`, with a name (`localhost:0`) resolved to its first address.
+/// `HOST:PORT`, with a name (`localhost:0`) resolved to its first address. The value is not
+/// repeated: clap's message names it already.
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse() {
         return Ok(addr);
     }
-    use std::net::ToSocketAddrs;
     let shape = "expected HOST:PORT, e.g. 127.0.0.1:8080, [::1]:8080 or localhost:0";
+    if text.contains("://") {
+        return Err(format!("no scheme here: {shape}"));
+    }
+    if text.starts_with(':') {
+        return Err(format!(
+            "no host: use 0.0.0.0{text} for every interface or 127.0.0.1{text} for this machine"
+        ));
+    }
+    use std::net::ToSocketAddrs;
     match text.to_socket_addrs() {
         Ok(mut addrs) => addrs
             .next()
-            .ok_or_else(|| format!("{text:?} names no address; {shape}")),
-        Err(e) => Err(format!("{text:?}: {e}; {shape}")),
+            .ok_or_else(|| format!("the name has no address; {shape}")),
+        Err(e) => Err(format!("{e}; {shape}")),
     }
+}
+
+/// A trusted proxy: a network, or one address (taken as its /32 or /128).
+pub fn parse_proxy(text: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(ip));
+    }
+    Err(
+        "expected a network such as 10.0.0.0/8 (prefix at most /32 for IPv4, /128 for IPv6) \
+         or one address such as 127.0.0.1"
+            .to_owned(),
+    )
 }

@@ -1,5 +1,14 @@
 //! `m2m-session`: runs the server and administers its users, OAuth clients and lockouts.
 
+/// `println!` for the command's output: a reader that has gone away (`| head`) ends the command
+/// quietly, as it ends the shell's own tools, instead of a panic; any other write failure is one
+/// line and exit 1.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::commands::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod args;
 mod commands;
 mod settings;
@@ -55,9 +64,14 @@ fn store_args(command: &Command) -> Option<&StoreArgs> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let store = store_args(&cli.command).cloned().unwrap_or_default();
     let file = settings::FileConfig::load(store.config.as_deref())?;
+    // `config check` refuses unknown keys instead (a typo must not pass a check).
+    if !matches!(cli.command, Command::Config(_)) {
+        file.warn_unknown(store.config.as_deref());
+    }
     let default_filter = match cli.command {
         Command::Serve(_) => "info,sqlx=warn,tower_http=info",
-        _ => "warn",
+        // sqlx's slow-statement warnings print SQL: noise under a command's one line.
+        _ => "warn,sqlx=error",
     };
     commands::init_logging(
         default_filter,

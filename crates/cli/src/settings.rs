@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub previous_password_grace: Option<String>,
     pub familiar_sources: Option<String>,
     pub familiar_source_window: Option<String>,
+    /// Also under the flag's own spelling, `trusted_proxy`.
+    #[serde(alias = "trusted_proxy")]
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
     pub database_max_connections: Option<u32>,
     pub database_acquire_timeout: Option<String>,
@@ -70,15 +72,112 @@ impl FileConfig {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config: Self = toml::from_str(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
-        // Logging is not set up yet: this goes straight to stderr.
-        for key in config.unknown.keys() {
-            eprintln!("warning: {}: unknown key {key:?} ignored", path.display());
-        }
+        let config: Self = toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start].lines().count().max(1));
+            let at = line.map(|n| format!(" line {n}")).unwrap_or_default();
+            anyhow::anyhow!(
+                "invalid config file {}{at}: {}",
+                path.display(),
+                plain_toml_reason(e.message())
+            )
+        })?;
         Ok(config)
     }
+
+    /// The unknown keys as warnings: a file may be shared by several versions during an
+    /// upgrade, so `serve` and the admin commands go on without them.
+    pub fn warn_unknown(&self, path: Option<&Path>) {
+        let Some(path) = path else { return };
+        // Logging is not set up yet: this goes straight to stderr.
+        for key in self.unknown.keys() {
+            eprintln!(
+                "warning: {}: unknown key {key:?} ignored{}",
+                path.display(),
+                did_you_mean(key)
+            );
+        }
+    }
+
+    /// The unknown keys as one refusal, for `config check`: a typo there must not pass.
+    pub fn refuse_unknown(&self, path: Option<&Path>) -> anyhow::Result<()> {
+        let (Some(path), Some(key)) = (path, self.unknown.keys().next()) else {
+            return Ok(());
+        };
+        let more = match self.unknown.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        bail!(
+            "{}: unknown key {key:?}{}{more}",
+            path.display(),
+            did_you_mean(key)
+        )
+    }
 }
+
+/// Every key the file takes, for suggestions.
+const KNOWN_KEYS: &[&str] = &[
+    "listen",
+    "database",
+    "session_idle_timeout",
+    "lockout_threshold",
+    "lockout_duration",
+    "session_max_lifetime",
+    "max_sessions_per_user",
+    "ip_failure_limit",
+    "ip_failure_window",
+    "previous_password_grace",
+    "familiar_sources",
+    "familiar_source_window",
+    "trusted_proxies",
+    "database_max_connections",
+    "database_acquire_timeout",
+    "session_touch_granularity",
+    "argon2_queue",
+    "shutdown_delay",
+    "shutdown_timeout",
+    "header_read_timeout",
+    "body_read_timeout",
+    "keep_alive_timeout",
+    "max_header_bytes",
+    "max_connections",
+    "argon2_memory_kib",
+    "argon2_iterations",
+    "argon2_parallelism",
+    "log_format",
+    "metrics_listen",
+    "tls_cert",
+    "tls_key",
+];
+
+/// "; did you mean X?" for the known key nearest to `key`, when one is near.
+fn did_you_mean(key: &str) -> String {
+    KNOWN_KEYS
+        .iter()
+        .map(|known| (strsim::levenshtein(key, known), known))
+        .filter(|(distance, _)| *distance <= 3)
+        .min()
+        .map(|(_, known)| format!("; did you mean {known:?}?"))
+        .unwrap_or_default()
+}
+
+/// serde's reason in words: its type names are Rust's.
+fn plain_toml_reason(message: &str) -> String {
+    message
+        .replace("expected u32", "expected a whole number")
+        .replace("expected u64", "expected a whole number")
+        .replace("expected usize", "expected a whole number")
+        .replace(
+            "expected a string",
+            "expected a quoted string, e.g. \"20m\"",
+        )
+        .trim()
+        .to_owned()
+}
+
+impl FileConfig {}
 
 /// `NAME`, else the contents of the file named by `NAME_FILE` (without its final line end),
 /// the usual way to hand a secret to a container.
@@ -100,22 +199,33 @@ pub fn database(store: &StoreArgs, file: &FileConfig) -> anyhow::Result<String> 
     Ok(named_database(store, file)?.unwrap_or_else(|| ServerConfig::default().database))
 }
 
+/// A named database URL, refused when it names nothing (an empty flag, variable or file).
+fn nonempty(url: String) -> anyhow::Result<String> {
+    if url.trim().is_empty() || matches!(url.trim(), "sqlite:" | "sqlite://") {
+        bail!(
+            "the database is empty (--database, M2M_DATABASE, M2M_DATABASE_FILE or the config \
+             file's database); name a file, e.g. sqlite://m2m-session.db, or a postgres:// URL"
+        );
+    }
+    Ok(url)
+}
+
 /// The database URL when one was named anywhere; `None` means the default.
 fn named_database(store: &StoreArgs, file: &FileConfig) -> anyhow::Result<Option<String>> {
     if let Some(url) = &store.database {
-        return Ok(Some(url.clone()));
+        return nonempty(url.clone()).map(Some);
     }
-    Ok(env_or_file("M2M_DATABASE")?.or_else(|| file.database.clone()))
+    env_or_file("M2M_DATABASE")?
+        .or_else(|| file.database.clone())
+        .map(nonempty)
+        .transpose()
 }
 
-/// The idle timeout an admin command assumes the servers use: `M2M_SESSION_IDLE_TIMEOUT`, else
-/// the file, else the default (admin commands take no `serve` flags).
-pub fn idle_timeout(file: &FileConfig) -> anyhow::Result<Duration> {
-    match std::env::var("M2M_SESSION_IDLE_TIMEOUT")
-        .ok()
-        .or_else(|| file.session_idle_timeout.clone())
-    {
-        Some(text) => parse_duration("session idle timeout", &text),
+/// The idle timeout the servers use, as `session list` is told it: the flag (or
+/// `M2M_SESSION_IDLE_TIMEOUT`), else the file, else the default.
+pub fn idle_timeout(given: Option<&str>, file: &FileConfig) -> anyhow::Result<Duration> {
+    match given.or(file.session_idle_timeout.as_deref()) {
+        Some(text) => parse_duration("--session-idle-timeout", text),
         None => Ok(m2m_session_server::domain::Policy::default().session_idle_timeout),
     }
 }
@@ -148,7 +258,7 @@ pub fn server_config(serve: &ServeArgs, file: &FileConfig) -> anyhow::Result<Ser
     };
     let mut config = ServerConfig {
         database,
-        argon2: argon2(&serve.store.argon2, file),
+        argon2: argon2(&serve.argon2, file),
         ..ServerConfig::default()
     };
     config.metrics_listen = serve.metrics_listen.or(file.metrics_listen);
@@ -162,6 +272,13 @@ pub fn server_config(serve: &ServeArgs, file: &FileConfig) -> anyhow::Result<Ser
     };
     if let Some(listen) = serve.listen.or(file.listen) {
         config.listen = listen;
+    }
+    if config.metrics_listen == Some(config.listen) && config.listen.port() != 0 {
+        bail!(
+            "--metrics-listen {} is the --listen address; give /metrics an address of its own, \
+             or leave --metrics-listen out to serve it on --listen",
+            config.listen
+        );
     }
     if let Some(text) = serve
         .session_idle_timeout
@@ -184,7 +301,11 @@ pub fn server_config(serve: &ServeArgs, file: &FileConfig) -> anyhow::Result<Ser
         config.policy.lockout_duration = if text.trim() == "permanent" {
             None
         } else {
-            Some(parse_duration("lockout duration", text)?)
+            Some(parse_duration_or(
+                "lockout duration",
+                text,
+                ", or permanent",
+            )?)
         };
     }
     if let Some(text) = serve
@@ -195,7 +316,7 @@ pub fn server_config(serve: &ServeArgs, file: &FileConfig) -> anyhow::Result<Ser
         config.policy.previous_password_grace = if text.trim() == "off" {
             Duration::ZERO
         } else {
-            parse_duration("previous password grace", text)?
+            parse_duration_or("previous password grace", text, ", or off")?
         };
     }
     if let Some(text) = serve
@@ -267,8 +388,10 @@ pub fn server_config(serve: &ServeArgs, file: &FileConfig) -> anyhow::Result<Ser
         .as_ref()
         .or(file.shutdown_delay.as_ref())
     {
-        config.shutdown_delay = humantime::parse_duration(text.trim())
-            .with_context(|| format!("invalid shutdown delay {text:?}"))?;
+        // Zero is allowed here: no delay before draining.
+        config.shutdown_delay = humantime::parse_duration(text.trim()).map_err(|_| {
+            anyhow::anyhow!("shutdown delay: {text:?} is not a duration; use e.g. 2s, or 0s")
+        })?;
     }
     if let Some(text) = serve
         .shutdown_timeout
@@ -332,10 +455,18 @@ pub fn server_config(serve: &ServeArgs, file: &FileConfig) -> anyhow::Result<Ser
 
 /// A humantime duration such as `20m`; zero is refused.
 pub fn parse_duration(what: &str, text: &str) -> anyhow::Result<Duration> {
-    let d = humantime::parse_duration(text.trim())
-        .with_context(|| format!("invalid {what} {text:?} (expected e.g. 20m, 90s, 1h)"))?;
+    parse_duration_or(what, text, "")
+}
+
+/// [`parse_duration`] for a setting that also takes keywords (`alternatives`, e.g.
+/// `", or permanent"`), which its message names. The parser's own reason is left out: it speaks
+/// of positions and unit tables, not of what to write.
+pub fn parse_duration_or(what: &str, text: &str, alternatives: &str) -> anyhow::Result<Duration> {
+    let Ok(d) = humantime::parse_duration(text.trim()) else {
+        bail!("{what}: {text:?} is not a duration; use e.g. 20m, 90s or 1h{alternatives}");
+    };
     if d.is_zero() {
-        bail!("{what} must be greater than zero");
+        bail!("{what} must be greater than zero{alternatives}");
     }
     Ok(d)
 }
@@ -377,7 +508,11 @@ mod tests {
             "",
         )
         .unwrap_err();
-        assert!(format!("{err:#}").contains("invalid session idle timeout"));
+        assert!(
+            format!("{err:#}")
+                .contains("session idle timeout: \"soon\" is not a duration; use e.g. 20m"),
+            "{err:#}"
+        );
         assert!(serve_config(&["m2m-session", "serve", "--lockout-threshold", "0"], "").is_err());
         // Unknown keys are kept aside (and warned about), wrong types are errors.
         let file: FileConfig = toml::from_str("nonsense = 1\nlockout_threshold = 3").unwrap();
@@ -389,7 +524,8 @@ mod tests {
     #[test]
     fn the_example_file_names_every_key() {
         let example = include_str!("../../../m2m-session.example.toml");
-        // Exhaustive: a new key does not compile until it is listed here (and so checked).
+        // Exhaustive: a new key does not compile until it is listed here; then it must be in
+        // KNOWN_KEYS (the suggestions for typos) and in the example file.
         let FileConfig {
             listen: _,
             database: _,
@@ -424,39 +560,7 @@ mod tests {
             tls_key: _,
             unknown: _,
         } = FileConfig::default();
-        let keys = [
-            "listen",
-            "database",
-            "session_idle_timeout",
-            "lockout_threshold",
-            "lockout_duration",
-            "session_max_lifetime",
-            "max_sessions_per_user",
-            "ip_failure_limit",
-            "ip_failure_window",
-            "previous_password_grace",
-            "familiar_sources",
-            "familiar_source_window",
-            "trusted_proxies",
-            "database_max_connections",
-            "database_acquire_timeout",
-            "session_touch_granularity",
-            "argon2_queue",
-            "shutdown_delay",
-            "shutdown_timeout",
-            "header_read_timeout",
-            "body_read_timeout",
-            "keep_alive_timeout",
-            "max_header_bytes",
-            "max_connections",
-            "argon2_memory_kib",
-            "argon2_iterations",
-            "argon2_parallelism",
-            "log_format",
-            "metrics_listen",
-            "tls_cert",
-            "tls_key",
-        ];
+        let keys = KNOWN_KEYS;
         for key in keys {
             let set = example.lines().any(|l| l.starts_with(&format!("{key} = ")));
             let shown = example

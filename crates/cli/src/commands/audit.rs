@@ -21,7 +21,7 @@ pub async fn run(file: &FileConfig, args: &AuditArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|text| parse_duration("--since", text).map(|d| Timestamp::now().minus(d)))
         .transpose()?;
-    let admin = admin(&args.store, file).await?;
+    let admin = admin(&args.store, file, None).await?;
     let records = admin
         .audit_log(args.username.as_deref(), since, args.limit)
         .await?;
@@ -33,18 +33,27 @@ pub async fn run(file: &FileConfig, args: &AuditArgs) -> anyhow::Result<()> {
     }
     if args.json {
         let rows: Vec<_> = records.iter().map(record_json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         for r in &records {
-            println!("{}", record_line(r));
+            outln!("{}", record_line(r));
         }
     }
     Ok(())
 }
 
-/// Prints lines as they are written, until the process is interrupted.
-async fn follow(admin: &Admin, args: &AuditArgs, mut seen: Vec<AuditRecord>) -> anyhow::Result<()> {
-    let mut from = seen.last().map_or_else(Timestamp::now, |r| r.time);
+/// Prints lines as they are written after `printed`, until the process is interrupted.
+async fn follow(admin: &Admin, args: &AuditArgs, printed: Vec<AuditRecord>) -> anyhow::Result<()> {
+    let mut from = printed.last().map_or_else(Timestamp::now, |r| r.time);
+    // Everything already there counts as seen, not only the lines a --limit let through:
+    // only lines written from now on are printed.
+    let mut seen = admin
+        .audit_log(
+            args.username.as_deref(),
+            Some(from.minus(FOLLOW_OVERLAP)),
+            None,
+        )
+        .await?;
     loop {
         tokio::time::sleep(FOLLOW_POLL).await;
         let since = from.minus(FOLLOW_OVERLAP);
@@ -65,9 +74,9 @@ async fn follow(admin: &Admin, args: &AuditArgs, mut seen: Vec<AuditRecord>) -> 
 /// One line; under `--json`, one compact object per line, as log shippers read.
 fn print_record(r: &AuditRecord, json: bool) {
     if json {
-        println!("{}", record_json(r));
+        outln!("{}", record_json(r));
     } else {
-        println!("{}", record_line(r));
+        outln!("{}", record_line(r));
     }
 }
 

@@ -7,13 +7,20 @@ use crate::args::{ClientCommand, StoreArgs};
 use crate::settings::FileConfig;
 
 pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &ClientCommand) -> anyhow::Result<()> {
-    let admin = admin(store, file).await?;
+    let hashing = match cmd {
+        ClientCommand::Add { argon2, .. } | ClientCommand::RotateSecret { argon2, .. } => {
+            Some(argon2)
+        }
+        _ => None,
+    };
+    let admin = admin(store, file, hashing).await?;
     match cmd {
         ClientCommand::Add {
             client_id,
             secret_stdin,
             scopes,
             if_not_exists,
+            argon2: _,
         } => {
             let secret = secret_stdin
                 .then(|| read_secret_line("client secret"))
@@ -35,6 +42,7 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &ClientCommand) -> a
             client_id,
             secret_stdin,
             keep_tokens,
+            argon2: _,
         } => {
             let secret = secret_stdin
                 .then(|| read_secret_line("client secret"))
@@ -63,11 +71,11 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &ClientCommand) -> a
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<32} {:<22} SCOPES", "CLIENT_ID", "CREATED");
+                outln!("{:<32} {:<22} SCOPES", "CLIENT_ID", "CREATED");
                 for c in &clients {
-                    println!(
+                    outln!(
                         "{:<32} {:<22} {}",
                         c.client_id,
                         c.created_at.to_rfc3339(),

@@ -15,13 +15,18 @@ pub fn check(
     serve: &ServeArgs,
     file: &FileConfig,
 ) -> anyhow::Result<()> {
+    // What `serve` would refuse, refused here too: a mistyped key, unreadable TLS files.
+    file.refuse_unknown(serve.store.config.as_deref())?;
     let config = settings::server_config(serve, file)?;
+    if let Some(tls) = &config.tls {
+        m2m_session_server::tls::load(tls)?;
+    }
     let log_format = log_format.or(file.log_format).unwrap_or_default();
-    print!("{}", effective(&config, log_format));
+    super::write_stdout(format_args!("{}", effective(&config, log_format)));
     // The summary goes to stderr: stdout stays a file `serve --config` accepts.
     let source = match &serve.store.config {
         Some(path) => format!("flags, M2M_* variables and {}", path.display()),
-        None => "flags and M2M_* variables (no --config file)".to_owned(),
+        None => "flags and M2M_* variables; no --config file".to_owned(),
     };
     eprintln!(
         "configuration is valid: serve would listen on {} with database {} (read from {source})",

@@ -8,17 +8,23 @@ use crate::args::Cli;
 /// Prints the completion script for `shell` on stdout.
 pub fn completions(shell: clap_complete::Shell) {
     let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "m2m-session", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "m2m-session", &mut script);
+    super::write_stdout(format_args!("{}", String::from_utf8_lossy(&script)));
 }
 
-/// Prints the man page (roff) on stdout: the top-level page, then one section per command.
+/// Prints the man page (roff) on stdout: the top-level page, then one section per command,
+/// each with the version.
 pub fn man() -> anyhow::Result<()> {
     let command = Cli::command();
-    let mut out = std::io::stdout().lock();
-    clap_mangen::Man::new(command.clone()).render(&mut out)?;
+    let version = command.get_version().unwrap_or_default().to_owned();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut page)?;
     for sub in command.get_subcommands().filter(|c| c.get_name() != "help") {
         let name = format!("m2m-session-{}", sub.get_name());
-        clap_mangen::Man::new(sub.clone().name(name)).render(&mut out)?;
+        let sub = sub.clone().name(name).version(version.clone());
+        clap_mangen::Man::new(sub).render(&mut page)?;
     }
+    super::write_stdout(format_args!("{}", String::from_utf8_lossy(&page)));
     Ok(())
 }

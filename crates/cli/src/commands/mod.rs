@@ -12,12 +12,13 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 use m2m_session_server::StartError;
+use m2m_session_server::crypto::CryptoError;
 use m2m_session_server::domain::{Admin, DomainError};
 use m2m_session_server::store::StoreError;
 use secrecy::{ExposeSecret, SecretString};
 use tracing_subscriber::EnvFilter;
 
-use crate::args::{BackupArgs, LogFormat, StoreArgs};
+use crate::args::{Argon2Args, BackupArgs, LogFormat, StoreArgs};
 use crate::settings::{self, FileConfig};
 
 /// Exit codes, as `--help` lists them (`args::EXIT_CODES`).
@@ -151,21 +152,43 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Opens the database of an admin command; only `init` creates one that is not there.
-pub async fn admin(store: &StoreArgs, file: &FileConfig) -> anyhow::Result<Admin> {
-    open(store, file, false).await
+/// `hashing` is the cost of the hashes the command makes, for the commands that make one.
+pub async fn admin(
+    store: &StoreArgs,
+    file: &FileConfig,
+    hashing: Option<&Argon2Args>,
+) -> anyhow::Result<Admin> {
+    open(store, file, hashing, false).await
 }
 
-async fn open(store: &StoreArgs, file: &FileConfig, create: bool) -> anyhow::Result<Admin> {
+async fn open(
+    store: &StoreArgs,
+    file: &FileConfig,
+    hashing: Option<&Argon2Args>,
+    create: bool,
+) -> anyhow::Result<Admin> {
     let database = settings::database(store, file)?;
-    let argon2 = settings::argon2(&store.argon2, file);
+    let argon2 = settings::argon2(hashing.unwrap_or(&Argon2Args::default()), file);
     m2m_session_server::open_admin(&database, argon2, create)
         .await
-        .map_err(|e| anyhow::anyhow!(start_failure(&e, &database)))
+        .map_err(|e| anyhow::anyhow!(start_failure(&e, &database, None)))
 }
 
 /// A server or admin command that could not start, in one line that names the part that
-/// failed: the database (with its URL, redacted) or the address.
-pub fn start_failure(error: &StartError, database: &str) -> String {
+/// failed: the database (with its URL, redacted), the address (with the flag that names it:
+/// `metrics` is the `--metrics-listen` address), or the hash settings.
+pub fn start_failure(
+    error: &StartError,
+    database: &str,
+    metrics: Option<std::net::SocketAddr>,
+) -> String {
+    let flag = |addr: &std::net::SocketAddr| {
+        if Some(*addr) == metrics {
+            "--metrics-listen"
+        } else {
+            "--listen"
+        }
+    };
     match error {
         // Already said for a person, with what to do.
         StartError::Store(StoreError::Config(message)) => message.clone(),
@@ -173,7 +196,8 @@ pub fn start_failure(error: &StartError, database: &str) -> String {
         StartError::Bind { addr, error } if error.kind() == std::io::ErrorKind::AddrInUse => {
             format!(
                 "cannot listen on {addr}: another process is listening there; stop it or \
-                 choose another --listen (port 0 picks a free one)"
+                 choose another {} (port 0 picks a free one)",
+                flag(addr)
             )
         }
         StartError::Bind { addr, error }
@@ -181,7 +205,8 @@ pub fn start_failure(error: &StartError, database: &str) -> String {
         {
             format!(
                 "cannot listen on {addr}: permission denied (ports below 1024 need privileges); \
-                 choose a port above 1024 with --listen"
+                 choose a port above 1024 with {}",
+                flag(addr)
             )
         }
         StartError::Bind { addr, error }
@@ -189,16 +214,21 @@ pub fn start_failure(error: &StartError, database: &str) -> String {
         {
             format!(
                 "cannot listen on {addr}: no interface of this machine has that address; \
-                 use 127.0.0.1, 0.0.0.0 or one of its own addresses with --listen"
+                 use 127.0.0.1, 0.0.0.0 or one of its own addresses with {}",
+                flag(addr)
             )
         }
+        StartError::Crypto(CryptoError::Params(reason)) => format!(
+            "invalid --argon2-* settings: {reason}; the least is --argon2-memory-kib 8 per lane \
+             (8 x --argon2-parallelism), --argon2-iterations 1, --argon2-parallelism 1"
+        ),
         other => other.to_string(),
     }
 }
 
 /// `init`: creates the database when it is not there and applies the migrations.
 pub async fn init(store: &StoreArgs, file: &FileConfig) -> anyhow::Result<()> {
-    open(store, file, true).await?;
+    open(store, file, None, true).await?;
     let database = settings::database(store, file)?;
     eprintln!("database {} is ready", redact_url(&database));
     Ok(())
@@ -206,7 +236,13 @@ pub async fn init(store: &StoreArgs, file: &FileConfig) -> anyhow::Result<()> {
 
 /// `backup PATH`: a consistent copy while servers keep running.
 pub async fn backup(args: &BackupArgs, file: &FileConfig) -> anyhow::Result<()> {
-    let admin = admin(&args.store, file).await?;
+    // Refused before the database is opened, with the code of its kind (8).
+    if args.path.exists() {
+        let what = format!("{}", args.path.display());
+        let hint = format!("{what} already exists; name a new file (a backup never overwrites)");
+        return Err(anyhow::Error::new(DomainError::AlreadyExists(what)).context(hint));
+    }
+    let admin = admin(&args.store, file, None).await?;
     admin.backup_to(&args.path).await?;
     eprintln!("backed up to {}", args.path.display());
     Ok(())
@@ -238,15 +274,36 @@ pub fn unless_exists<T>(
 pub fn report_generated(generated: Option<&SecretString>, what: &str, done: &str) {
     match generated {
         Some(secret) => {
-            println!("{}", secret.expose_secret());
+            outln!("{}", secret.expose_secret());
             eprintln!("{done}; the {what} is printed above, once");
         }
         None => eprintln!("{done}"),
     }
 }
 
+/// What `outln!` writes with.
+pub fn write_stdout(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(text).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        print_failure_line(&format!("cannot write to standard output: {e}"), None);
+        std::process::exit(i32::from(exit::OTHER));
+    }
+}
+
 /// One line from stdin without its line ending; for `--password-stdin` and `--secret-stdin`.
 pub fn read_secret_line(what: &str) -> anyhow::Result<SecretString> {
+    // A terminal would echo it: the flag is for pipes and files.
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!(
+            "the {what} is read from a pipe, not typed: e.g. `printf '%s\\n' \"$SECRET\" | \
+             m2m-session ...`, or leave the flag out for a generated one (admin commands) or \
+             the environment variable (client commands)"
+        );
+    }
     let mut line = String::new();
     std::io::stdin()
         .lock()

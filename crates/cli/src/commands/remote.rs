@@ -21,7 +21,7 @@ pub async fn login(args: &LoginArgs) -> ExitCode {
         let client = client(&args.remote)?;
         let password = password(args.password_stdin)?;
         let token = start(&client, &username(args.username.as_deref())?, &password).await?;
-        println!("{}", token.expose_secret());
+        outln!("{}", token.expose_secret());
         Ok(())
     })
     .await
@@ -64,7 +64,7 @@ pub async fn reset_password(args: &ResetPasswordArgs) -> ExitCode {
             .new_password
             .ok_or_else(|| Failure::Usage("the server answered without a new password".into()))?;
         // Printed before the logout: whatever happens next, the new password must not be lost.
-        println!("{new_password}");
+        outln!("{new_password}");
         if temporary && let Err(e) = sessions.end_connectivity_management_session(&token).await {
             eprintln!("warning: the temporary session was not ended: {e}");
         }
@@ -118,6 +118,9 @@ fn fix_for(e: &Error) -> Option<&'static str> {
         _ if matches!(e, Error::Transport(_) | Error::Timeout(_)) => {
             Some("check that the server runs and that --url (M2M_URL) points to it")
         }
+        _ if matches!(e, Error::OAuth { status, .. } if status.as_u16() == 401) => {
+            Some("check --client-id (M2M_CLIENT_ID) and M2M_CLIENT_SECRET")
+        }
         _ => None,
     }
 }
@@ -125,7 +128,9 @@ fn fix_for(e: &Error) -> Option<&'static str> {
 fn exit_code(e: &Error) -> u8 {
     let status = e.status().map(|s| s.as_u16());
     match e.known_code() {
-        Some(ErrorCode::InvalidCredentials) => exit::INVALID_CREDENTIALS,
+        Some(ErrorCode::InvalidCredentials | ErrorCode::OldPasswordMismatch) => {
+            exit::INVALID_CREDENTIALS
+        }
         Some(ErrorCode::Locked) => exit::LOCKED,
         Some(
             ErrorCode::SessionTokenExpired
@@ -144,9 +149,17 @@ fn secret_env(name: &str) -> Result<Option<String>, Failure> {
 }
 
 fn client(remote: &RemoteArgs) -> Result<Client, Failure> {
-    let secret = secret_env("M2M_CLIENT_SECRET")?.ok_or_else(|| {
-        Failure::Usage("M2M_CLIENT_SECRET (or M2M_CLIENT_SECRET_FILE) is not set".into())
-    })?;
+    let secret = secret_env("M2M_CLIENT_SECRET")?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Failure::Usage("M2M_CLIENT_SECRET (or M2M_CLIENT_SECRET_FILE) is not set".into())
+        })?;
+    let url = remote.url.trim();
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(Failure::Usage(format!(
+            "--url (M2M_URL) {url:?} needs its scheme, e.g. http://127.0.0.1:8080/api"
+        )));
+    }
     let client_id = remote
         .client_id
         .clone()

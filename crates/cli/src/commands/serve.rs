@@ -31,9 +31,13 @@ pub async fn run(mut config: ServerConfig) -> anyhow::Result<()> {
             );
         }
     }
-    let server = Server::bind(&config)
-        .await
-        .map_err(|e| anyhow::anyhow!(super::start_failure(&e, &config.database)))?;
+    let server = Server::bind(&config).await.map_err(|e| {
+        anyhow::anyhow!(super::start_failure(
+            &e,
+            &config.database,
+            config.metrics_listen
+        ))
+    })?;
     server
         .run(shutdown)
         .await

@@ -6,10 +6,14 @@ use crate::args::{SessionCommand, StoreArgs};
 use crate::settings::{self, FileConfig};
 
 pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &SessionCommand) -> anyhow::Result<()> {
-    let admin = admin(store, file).await?;
+    let admin = admin(store, file, None).await?;
     match cmd {
-        SessionCommand::List { username, json } => {
-            let idle = settings::idle_timeout(file)?;
+        SessionCommand::List {
+            session_idle_timeout,
+            username,
+            json,
+        } => {
+            let idle = settings::idle_timeout(session_idle_timeout.as_deref(), file)?;
             let sessions = admin.list_sessions(username.as_deref()).await?;
             if *json {
                 let rows: Vec<_> = sessions
@@ -27,14 +31,19 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &SessionCommand) -> 
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
+                outln!(
                     "{:<16} {:<8} {:<20} {:<16} {:<15} {:<24} IDLE DEADLINE",
-                    "ID", "SHA256", "USERNAME", "CLIENT", "ADDRESS", "LAST USED"
+                    "ID",
+                    "SHA256",
+                    "USERNAME",
+                    "CLIENT",
+                    "ADDRESS",
+                    "LAST USED"
                 );
                 for s in &sessions {
-                    println!(
+                    outln!(
                         "{:<16} {:<8} {:<20} {:<16} {:<15} {:<24} {}",
                         s.id,
                         s.token_sha256_prefix,

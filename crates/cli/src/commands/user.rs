@@ -8,13 +8,18 @@ use crate::args::{StoreArgs, UserCommand};
 use crate::settings::FileConfig;
 
 pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &UserCommand) -> anyhow::Result<()> {
-    let admin = admin(store, file).await?;
+    let hashing = match cmd {
+        UserCommand::Add { argon2, .. } | UserCommand::SetPassword { argon2, .. } => Some(argon2),
+        _ => None,
+    };
+    let admin = admin(store, file, hashing).await?;
     match cmd {
         UserCommand::Add {
             username,
             account,
             password_stdin,
             if_not_exists,
+            argon2: _,
         } => {
             let password = password_stdin
                 .then(|| read_secret_line("password"))
@@ -34,6 +39,7 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &UserCommand) -> any
         UserCommand::SetPassword {
             username,
             password_stdin,
+            argon2: _,
         } => {
             let password = password_stdin
                 .then(|| read_secret_line("password"))
@@ -59,11 +65,13 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &UserCommand) -> any
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
+                outln!(
                     "{:<24} {:<16} {:<22} STATUS",
-                    "USERNAME", "ACCOUNT", "CREATED"
+                    "USERNAME",
+                    "ACCOUNT",
+                    "CREATED"
                 );
                 for u in &users {
                     let status = match u.locked_until {
@@ -73,7 +81,7 @@ pub async fn run(store: &StoreArgs, file: &FileConfig, cmd: &UserCommand) -> any
                         }
                         None => "active".to_owned(),
                     };
-                    println!(
+                    outln!(
                         "{:<24} {:<16} {:<22} {status}",
                         u.username,
                         u.account.as_deref().unwrap_or("-"),
@@ -124,25 +132,25 @@ fn print_lockout(username: &str, state: &LockoutState, json: bool) -> anyhow::Re
             })).collect::<Vec<_>>(),
             "recent": state.recent.iter().map(record_json).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     if state.buckets.is_empty() {
-        println!("nothing counts against {username:?}: it is not locked");
+        outln!("nothing counts against {username:?}: it is not locked");
     } else {
-        println!("{:<26} {:<9} STATUS", "SOURCE", "FAILURES");
+        outln!("{:<26} {:<9} STATUS", "SOURCE", "FAILURES");
     }
     for b in &state.buckets {
         let status = match b.locked_until {
             Some(until) => format!("locked until {}", until.to_rfc3339()),
             None => "not locked".to_owned(),
         };
-        println!("{:<26} {:<9} {status}", source(&b.bucket), b.failures);
+        outln!("{:<26} {:<9} {status}", source(&b.bucket), b.failures);
     }
     if !state.recent.is_empty() {
-        println!("\nrecent failures, locks and unlocks (the last day):");
+        outln!("\nrecent failures, locks and unlocks (the last day):");
         for r in &state.recent {
-            println!("{}", record_line(r));
+            outln!("{}", record_line(r));
         }
     }
     Ok(())

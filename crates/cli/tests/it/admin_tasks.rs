@@ -227,7 +227,7 @@ fn a_backup_is_taken_while_the_server_runs() {
     let bearer = token(&http(), &served, "app", &secret);
     assert_eq!(login(&http(), &served, &bearer, "alice", &password).0, 200);
     let out = env.run(&["backup", copy.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(8));
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 }
 

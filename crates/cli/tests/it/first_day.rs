@@ -477,3 +477,131 @@ fn help_documents_every_exit_code_and_hides_server_flags_from_client_commands() 
     assert!(version.starts_with("m2m-session 0."), "{version}");
     assert!(version.contains("(commit "), "{version}");
 }
+
+// ---- Found by a stranger's walk through the CLI
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    // `| head`: the pipe closes while the command still writes.
+    let mut child = Command::new(BIN)
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert_eq!(stderr(&out), "", "no panic, no message");
+}
+
+#[test]
+fn settings_a_command_would_ignore_or_misread_are_refused_plainly() {
+    let env = Env::new();
+    // The hash cost belongs to the commands that hash.
+    let out = env.run(&["user", "list", "--argon2-memory-kib", "0"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = env.run(&["user", "add", "zed", "--argon2-memory-kib", "7"]);
+    let line = failure_line(&out);
+    assert!(line.contains("invalid --argon2-* settings"), "{line}");
+    assert!(
+        line.contains("the least is --argon2-memory-kib 8 per lane"),
+        "{line}"
+    );
+    // An empty database names where it came from.
+    let out = env.run(&["user", "list", "--database", ""]);
+    assert_eq!(code(&out), FAILURE);
+    assert!(
+        failure_line(&out).contains("the database is empty"),
+        "{}",
+        stderr(&out)
+    );
+    // /metrics on the API's own address.
+    let out = env.run(&[
+        "config",
+        "check",
+        "--listen",
+        "127.0.0.1:8080",
+        "--metrics-listen",
+        "127.0.0.1:8080",
+    ]);
+    assert_eq!(code(&out), FAILURE);
+    assert!(failure_line(&out).contains("--metrics-listen 127.0.0.1:8080 is the --listen address"));
+    // A duration in words, without the parser's jargon.
+    let out = env.run(&["config", "check", "--lockout-duration", "forever"]);
+    let line = failure_line(&out);
+    assert!(
+        line.ends_with("\"forever\" is not a duration; use e.g. 20m, 90s or 1h, or permanent"),
+        "{line}"
+    );
+    // A file that is not a database.
+    let not_db = env.dir.path().join("notes.txt");
+    std::fs::write(
+        &not_db,
+        "not a database, but long enough to have a header of sorts\n".repeat(20),
+    )
+    .unwrap();
+    let out = env.run(&["user", "list", "--database", not_db.to_str().unwrap()]);
+    let line = failure_line(&out);
+    assert!(
+        line.contains("is not an SQLite database (code 26)"),
+        "{line}"
+    );
+    assert!(line.contains("notes.txt"), "{line}");
+    // A backup into a missing directory names the backup.
+    let out = env.run(&["backup", "/nonexistent-dir/b.db"]);
+    let line = failure_line(&out);
+    assert!(line.contains("/nonexistent-dir does not exist"), "{line}");
+}
+
+#[test]
+fn audit_follow_with_a_limit_prints_the_limit_then_only_new_lines() {
+    let env = Env::new();
+    for name in ["u1", "u2", "u3"] {
+        env.ok(&["user", "add", name]);
+    }
+    let mut follow = env
+        .command()
+        .args(["audit", "--follow", "--json", "--limit", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(15)).unwrap();
+    assert!(first.contains("\"u3\""), "{first}");
+    env.ok(&["user", "add", "u4"]);
+    let next = rx.recv_timeout(Duration::from_secs(15)).unwrap();
+    assert!(
+        next.contains("\"u4\""),
+        "the next line is the new one, not u1 or u2: {next}"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
+
+#[test]
+fn a_wrong_current_password_in_a_reset_is_invalid_credentials() {
+    let remote = Remote::start();
+    let login = remote.run(&["login"], &[]);
+    let token = stdout(&login).trim().to_owned();
+    let out = remote.run(
+        &["reset-password"],
+        &[
+            ("M2M_SESSION_TOKEN", token),
+            ("M2M_PASSWORD", "not the password".into()),
+        ],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let out = remote.run(&["login"], &[("M2M_URL", "127.0.0.1:8080/api".into())]);
+    assert_eq!(code(&out), FAILURE);
+    assert!(failure_line(&out).contains("needs its scheme, e.g. http://"));
+}

@@ -60,11 +60,19 @@ impl Default for StoreSettings {
 /// `sqlite://path`, `sqlite:path` or a plain file path for SQLite. Any other `scheme://` is
 /// refused rather than taken for a file name.
 pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<Arc<dyn Store>> {
+    // Schemes are case-insensitive (RFC 3986); the backends want them in lower case.
+    let lowered = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.bytes().any(|b| b.is_ascii_uppercase()) => {
+            format!("{}://{rest}", scheme.to_ascii_lowercase())
+        }
+        _ => url.to_owned(),
+    };
+    let url = lowered.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Arc::new(PostgresStore::open(url, settings).await?));
     }
     if let Some((scheme, _)) = url.split_once("://")
-        && scheme != "sqlite"
+        && !scheme.eq_ignore_ascii_case("sqlite")
         && !scheme.contains(['/', '\\'])
     {
         return Err(StoreError::Config(format!(

@@ -86,7 +86,16 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut writer)
             .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => match map_err(e) {
+                    StoreError::Config(reason) => StoreError::Config(format!(
+                        "cannot open the database {}: {reason}",
+                        base.get_filename().display()
+                    )),
+                    other => StoreError::Backend(format!("migration failed: {other}")),
+                },
+                other => StoreError::Backend(format!("migration failed: {other}")),
+            })?;
         let writer = Arc::new(Writer::new(writer, settings.acquire_timeout));
         // No ping before each use: an embedded connection cannot have been dropped by a peer,
         // and the ping is a round trip to the connection's worker thread.
@@ -247,12 +256,20 @@ impl Store for SqliteStore {
                 path.display()
             )));
         }
+        // The same checks, and words, as for a database that is created.
+        check_path(path, true)?;
         sqlx::query("VACUUM INTO ?")
             .bind(path.to_string_lossy().into_owned())
             .execute(&self.readers)
             .await
             .map(drop)
-            .map_err(map_err)
+            .map_err(|e| match map_err(e) {
+                StoreError::Config(reason) => StoreError::Config(format!(
+                    "cannot write the backup {}: {reason}",
+                    path.display()
+                )),
+                other => other,
+            })
     }
 
     /// Checkpoints the WAL into the main file and closes every connection.

@@ -153,6 +153,12 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
              existing directory, that this user may read and write"
                 .into(),
         ),
+        // SQLITE_NOTADB: some other file was named.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("26") => StoreError::Config(
+            "it is not an SQLite database (code 26); pass --database with the path of the \
+             m2m-session database"
+                .into(),
+        ),
         _ => StoreError::Backend(e.to_string()),
     }
 }
