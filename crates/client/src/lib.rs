@@ -104,6 +104,11 @@ pub use session::Session;
 pub use token::SessionToken;
 pub use url::Url;
 
+/// The crate README's examples, compiled (not run) as doc tests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 #[cfg(test)]
 mod send_sync {
     use super::*;

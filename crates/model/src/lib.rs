@@ -9,6 +9,11 @@
 
 #![deny(missing_docs)]
 
+/// The crate README's example, run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;
+
 pub mod error_code;
 mod oauth;
 mod session;
