@@ -47,8 +47,8 @@ throttling (retry later); 7 not found (no such user, client or session); 8 alrea
 #[derive(Debug, Clone, Default, Args)]
 pub struct StoreArgs {
     /// Database: sqlite://PATH, sqlite:PATH, a plain file path, or
-    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or M2M_DATABASE_FILE, a file holding
-    /// the URL) [default: sqlite://m2m-session.db]
+    /// postgres://USER:PASSWORD@HOST:PORT/DATABASE, password and port optional (or
+    /// M2M_DATABASE_FILE, a file holding the URL) [default: sqlite://m2m-session.db]
     // A PostgreSQL URL holds a password: clap must not show the variable's value in --help.
     #[arg(
         long,
@@ -239,7 +239,7 @@ pub struct ServeArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub argon2: Argon2Args,
-    /// Address to listen on, HOST:PORT (e.g. 0.0.0.0:8080, [::]:8080, localhost:0); port 0
+    /// Address to listen on, HOST:PORT (e.g. 0.0.0.0:8080, `[::]:8080`, localhost:0); port 0
     /// picks a free one [default: 127.0.0.1:8080]
     #[arg(
         long,

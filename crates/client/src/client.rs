@@ -140,6 +140,18 @@ impl Client {
         self.inner.tokens.clear().await;
     }
 
+    /// The API token, from the cache or fetched (one fetch however many callers wait).
+    #[cfg(feature = "middleware")]
+    pub(crate) async fn api_token(&self) -> Result<SecretString, Error> {
+        self.inner.tokens.get(self).await
+    }
+
+    /// Drops `token` from the cache if it is still the cached one.
+    #[cfg(feature = "middleware")]
+    pub(crate) async fn invalidate_api_token(&self, token: &SecretString) {
+        self.inner.tokens.invalidate(token).await;
+    }
+
     /// Runs a call within the operation timeout: API token, attempts, one repeat after a 401.
     pub(crate) async fn call(&self, call: Call<'_>) -> Result<RawResponse, Error> {
         let limit = self.inner.operation_timeout;

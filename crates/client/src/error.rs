@@ -209,6 +209,12 @@ impl Error {
         self.known_code() == Some(ErrorCode::InvalidCredentials)
     }
 
+    /// A login refused in a way a repeat cannot fix and could make worse (a wrong password
+    /// counts towards the lock): [`Session`](crate::Session) stops logging in after it.
+    pub fn stops_logins(&self) -> bool {
+        self.is_invalid_credentials() || self.is_locked()
+    }
+
     /// The first reset with this `Idempotency-Key` was still running on the server when the
     /// operation's time ran out: repeat it with the same key (see
     /// [`RequestOptions::idempotency_key`](crate::RequestOptions)) to get its answer.

@@ -80,6 +80,8 @@ mod builder;
 mod client;
 mod controller;
 mod error;
+#[cfg(feature = "middleware")]
+pub mod middleware;
 mod oauth;
 mod response;
 mod retry;
@@ -95,6 +97,8 @@ pub use m2m_session_model::{
     LogInResult, LogOutRequest, OAuthErrorResponse, SessionResetPasswordRequest,
     SessionResetPasswordResult,
 };
+#[cfg(feature = "middleware")]
+pub use middleware::{ThingSpaceAuth, thingspace_error};
 pub use reqwest::StatusCode;
 pub use reqwest::header::HeaderMap;
 pub use response::{ApiResponse, RequestOptions};

@@ -5,13 +5,16 @@ use m2m_session_model::{LogInRequest, SessionResetPasswordRequest};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::controller::SessionIdentity;
-use crate::{Client, Error, SessionToken};
+use crate::{ApiError, Client, Error, SessionToken};
 
 /// A logged-in user, kept logged in: the platform's stated best practice done for you.
 ///
 /// Logs in lazily on first use, reuses the `VZ-M2M-Token`, and when a call answers
 /// `SessionToken.Expired` logs in again once and repeats the call. Concurrent callers share one
-/// login. Opt-in: the controller's operations stay available for full control.
+/// login. A login refused with `Login.InvalidCredentials` or `Login.Locked` stops the session:
+/// every later use reports that refusal without asking the server again (a fleet retrying a
+/// wrong password would lock its own account) until [`Session::resume`]. Opt-in: the
+/// controller's operations stay available for full control.
 ///
 /// ```no_run
 /// # async fn demo(client: m2m_session_client::Client) -> Result<(), m2m_session_client::Error> {
@@ -32,6 +35,8 @@ pub struct Session {
     password: Mutex<SecretString>,
     /// Held across a login so that concurrent callers wait for the one in flight.
     token: tokio::sync::Mutex<Option<SessionToken>>,
+    /// The refusal that stopped the session, reported again instead of a new login.
+    stopped: Mutex<Option<Box<ApiError>>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -50,7 +55,25 @@ impl Session {
             username: username.into(),
             password: Mutex::new(password),
             token: tokio::sync::Mutex::new(None),
+            stopped: Mutex::new(None),
         }
+    }
+
+    /// The client the session calls through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Starts a stopped session again with `password` (the one that was refused, once an
+    /// administrator has unlocked the user, or a new one); the next use logs in.
+    pub fn resume(&self, password: SecretString) {
+        *lock(&self.password) = password;
+        *lock(&self.stopped) = None;
+    }
+
+    /// The refusal that stopped the session, if one did.
+    pub fn stopped_by(&self) -> Option<Error> {
+        lock(&self.stopped).clone().map(Error::Api)
     }
 
     /// The current session token, logging in first if there is none.
@@ -106,10 +129,7 @@ impl Session {
                 }
             })
             .await?;
-        *self
-            .password
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = new_password.clone();
+        *lock(&self.password) = new_password.clone();
         Ok(new_password)
     }
 
@@ -129,7 +149,8 @@ impl Session {
         }
     }
 
-    async fn relogin(&self, stale: &SessionToken) -> Result<SessionToken, Error> {
+    /// Logs in again unless a concurrent caller already has since `stale` was handed out.
+    pub(crate) async fn relogin(&self, stale: &SessionToken) -> Result<SessionToken, Error> {
         let mut slot = self.token.lock().await;
         if let Some(current) = slot.as_ref()
             && current != stale
@@ -143,18 +164,37 @@ impl Session {
     }
 
     async fn login(&self) -> Result<SessionToken, Error> {
+        if let Some(refusal) = self.stopped_by() {
+            return Err(refusal);
+        }
         let body = LogInRequest::new(self.username.clone(), self.password().expose_secret());
-        self.client
+        let answer = self
+            .client
             .session_management()
             .start_connectivity_management_session(Some(&body))
-            .await?
-            .session_token()
+            .await;
+        match answer {
+            Err(Error::Api(refusal)) if Error::Api(refusal.clone()).stops_logins() => {
+                tracing::warn!(
+                    username = %self.username,
+                    error = %refusal,
+                    "login refused; no more logins until the session is resumed"
+                );
+                *lock(&self.stopped) = Some(refusal.clone());
+                Err(Error::Api(refusal))
+            }
+            answer => answer?.session_token(),
+        }
     }
 
     fn password(&self) -> SecretString {
-        self.password
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        lock(&self.password).clone()
     }
+}
+
+/// A lock whose holder cannot leave it inconsistent: a poisoned one is used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -6,5 +6,6 @@ mod against_server;
 mod examples;
 mod faults;
 mod lost_answer;
+mod middleware;
 mod spans;
 mod support;
