@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod against_server;
+mod blocking;
 mod examples;
 mod faults;
 mod lost_answer;
