@@ -140,6 +140,13 @@ impl Client {
         self.inner.tokens.clear().await;
     }
 
+    /// Whether `url` is on the service's origin (scheme, host and port of the base URL): the
+    /// only place its tokens may be sent.
+    #[cfg(feature = "middleware")]
+    pub(crate) fn serves(&self, url: &url::Url) -> bool {
+        url::Url::parse(&self.inner.base).is_ok_and(|base| base.origin() == url.origin())
+    }
+
     /// The API token, from the cache or fetched (one fetch however many callers wait).
     #[cfg(feature = "middleware")]
     pub(crate) async fn api_token(&self) -> Result<SecretString, Error> {

@@ -36,7 +36,7 @@ pub enum Error {
     #[error("{0}")]
     Api(Box<ApiError>),
     /// The service answered but the body could not be decoded as expected.
-    #[error("undecodable response with status {status}: {}{}", excerpt(raw_body), not_found_hint(*status))]
+    #[error("undecodable response with status {status}{}{}", undecodable_body(*status, raw_body), not_found_hint(*status))]
     UndecodableResponse {
         /// HTTP status of the answer.
         status: StatusCode,
@@ -100,6 +100,17 @@ fn transport_line(e: &reqwest::Error) -> String {
         cause = inner;
     }
     format!("{what} {target}: {cause}")
+}
+
+/// What an undecodable answer said. A success's JSON is not shown: one that failed to decode (a
+/// cut-off login answer, a token answer of another shape) may carry a token or a password.
+fn undecodable_body(status: StatusCode, raw_body: &str) -> String {
+    let json = matches!(raw_body.trim_start().chars().next(), Some('{' | '['));
+    if status.is_success() && json {
+        format!(": a JSON body of {} bytes, not shown", raw_body.len())
+    } else {
+        format!(": {}", excerpt(raw_body))
+    }
 }
 
 /// The token endpoint's reason: its RFC 6749 `error`, else what it sent, else that it sent
@@ -291,6 +302,21 @@ mod tests {
         let html = Error::Api(Box::new(api_error(StatusCode::NOT_FOUND, &page))).to_string();
         assert_eq!(html.lines().count(), 1, "{html}");
         assert!(html.len() < 400, "{html}");
+    }
+
+    #[test]
+    fn a_successful_answer_that_does_not_decode_never_shows_its_json() {
+        let e = Error::UndecodableResponse {
+            status: StatusCode::OK,
+            headers: Box::default(),
+            raw_body: r#"{"access_token":"tok-secret","expires_in":"3599"}"#.into(),
+        };
+        let line = e.to_string();
+        assert!(!line.contains("tok-secret"), "{line}");
+        assert!(
+            line.contains("a JSON body of 49 bytes, not shown"),
+            "{line}"
+        );
     }
 
     #[tokio::test]

@@ -12,6 +12,13 @@
 //! again on its own: the [`Session`] stops and every later call reports that refusal, so a
 //! fleet with a wrong password cannot lock its own account ([`Session::resume`] starts again).
 //!
+//! The tokens go only to the session's own origin: the scheme, host and port of the
+//! [`Client`](crate::Client)'s base URL (the platform's other APIs live there too). A request
+//! to any other origin passes through untouched. reqwest follows redirects below the
+//! middleware and drops `Authorization` on a redirect to another host, but not `VZ-M2M-Token`:
+//! give the client `reqwest::redirect::Policy::none()` (or a same-host policy) if the APIs it
+//! calls may redirect elsewhere.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
@@ -35,7 +42,7 @@ use std::sync::Arc;
 use http::Extensions;
 use m2m_session_model::{ConnectivityManagementResult, ErrorCode, GatewayFault};
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
-use reqwest::{Request, Response, StatusCode};
+use reqwest::{Request, Response, ResponseBuilderExt as _, StatusCode};
 use reqwest_middleware::{Middleware, Next};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -94,6 +101,9 @@ impl Middleware for ThingSpaceAuth {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let client = self.session.client();
+        if !client.serves(request.url()) {
+            return next.run(request, extensions).await;
+        }
         let mut bearer = client.api_token().await.map_err(stop)?;
         let mut token = self.session.token().await.map_err(stop)?;
         // Kept for one repeat; a streamed body cannot be repeated, and then the answer that
@@ -164,15 +174,19 @@ fn authorize(
 /// call's own errors; the answer is handed on rebuilt with the same status, headers and body.
 async fn classify(answer: Response) -> reqwest_middleware::Result<Verdict> {
     let status = answer.status();
+    // Only an answer that declares a small length is read (a chunked one could be endless, and
+    // a part read could not be handed on whole).
     let small = answer
         .content_length()
-        .is_none_or(|n| n <= MAX_CLASSIFIED_BODY);
+        .is_some_and(|n| n <= MAX_CLASSIFIED_BODY);
     if !matches!(status, StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED) || !small {
         return Ok(Verdict::Done(answer));
     }
     let version = answer.version();
     let headers = answer.headers().clone();
+    let url = answer.url().clone();
     let body = answer.bytes().await?;
+
     let expired = serde_json::from_slice::<ConnectivityManagementResult>(&body)
         .ok()
         .and_then(|r| r.error_code)
@@ -181,9 +195,17 @@ async fn classify(answer: Response) -> reqwest_middleware::Result<Verdict> {
     let refused = status == StatusCode::UNAUTHORIZED
         && serde_json::from_slice::<GatewayFault>(&body)
             .is_ok_and(|f| f.fault.code == GatewayFault::invalid_credentials().fault.code);
-    let mut rebuilt = http::Response::new(body);
-    *rebuilt.status_mut() = status;
-    *rebuilt.version_mut() = version;
+    // The caller's `url()` (and error_for_status's message) stay the answer's own.
+    let mut rebuilt = http::Response::builder()
+        .status(status)
+        .version(version)
+        .url(url)
+        .body(body)
+        .map_err(|e| {
+            stop(Error::Construction(format!(
+                "an answer could not be rebuilt: {e}"
+            )))
+        })?;
     *rebuilt.headers_mut() = headers;
     let answer = Response::from(rebuilt);
     Ok(if expired {

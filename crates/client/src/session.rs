@@ -76,8 +76,12 @@ impl Session {
         lock(&self.stopped).clone().map(Error::Api)
     }
 
-    /// The current session token, logging in first if there is none.
+    /// The current session token, logging in first if there is none. A stopped session
+    /// reports its refusal, whatever token it still holds.
     pub async fn token(&self) -> Result<SessionToken, Error> {
+        if let Some(refusal) = self.stopped_by() {
+            return Err(refusal);
+        }
         let mut slot = self.token.lock().await;
         if let Some(token) = slot.as_ref() {
             return Ok(token.clone());

@@ -48,7 +48,8 @@ pub struct TestServer {
     service: SessionService,
     faults: Arc<Faults>,
     device_api_calls: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
+    /// Fired on drop: the server stops accepting and ends its kept-alive connections too.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -149,16 +150,21 @@ impl TestServerBuilder {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("no local address: {e}"));
-        let task = tokio::spawn(async move {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
             let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
         });
         TestServer {
             addr,
             service,
             faults,
             device_api_calls,
-            task,
+            stop: Some(stop),
             _dir: dir,
         }
     }
@@ -210,16 +216,29 @@ impl TestServer {
     }
 
     /// Locks `username` the way the platform does: as many distinct wrong passwords as the
-    /// lockout threshold allows. Its next login gets `Login.Locked`.
+    /// lockout threshold allows. Its next login gets `Login.Locked`; panics if the rules the
+    /// server runs with do not lock.
     pub async fn lock_user(&self, username: &str) {
         let ctx = RequestContext::new(CLIENT_ID, None);
+        let mut last = None;
         for n in 0..self.service.policy().lockout_threshold {
             let wrong = SecretString::from(format!("not the password {n}"));
-            let _ = self
+            last = self
                 .service
                 .login(&ctx, username, &wrong, Timestamp::now())
-                .await;
+                .await
+                .err();
         }
+        let locked = matches!(
+            self.service
+                .login(&ctx, username, &SecretString::from("x"), Timestamp::now())
+                .await,
+            Err(m2m_session_server::domain::DomainError::Locked { .. })
+        );
+        assert!(
+            locked,
+            "{username:?} was not locked by its wrong passwords (last answer: {last:?})"
+        );
     }
 
     /// The next `times` requests (any route) are answered `status` with the contract's error
@@ -244,7 +263,9 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 

@@ -134,6 +134,7 @@ async fn a_wrong_password_is_tried_once_and_never_locks_the_user() {
 async fn a_locked_user_stops_the_session_too() {
     let server = TestServer::builder().device_api().start().await;
     server.lock_user(TestServer::USERNAME).await;
+    let refused_before = logins(&server, "locked").await;
     let (session, http) = authenticated(&server, TestServer::PASSWORD);
     for _ in 0..3 {
         let error = http
@@ -143,6 +144,30 @@ async fn a_locked_user_stops_the_session_too() {
             .unwrap_err();
         assert!(thingspace_error(&error).unwrap().is_locked(), "{error}");
     }
-    assert_eq!(logins(&server, "locked").await, 1);
+    assert_eq!(logins(&server, "locked").await, refused_before + 1);
     assert!(session.stopped_by().unwrap().is_locked());
+}
+
+#[tokio::test]
+async fn the_tokens_go_to_the_session_origin_only() {
+    let server = TestServer::builder().device_api().start().await;
+    let elsewhere = TestServer::builder().device_api().start().await;
+    let (_session, http) = authenticated(&server, TestServer::PASSWORD);
+    // Another origin gets the request as the program made it: no bearer, no session token.
+    let answer = http
+        .post(format!("http://{}{DEVICE_API_PATH}", elsewhere.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    assert_eq!(elsewhere.device_api_calls(), 0);
+    assert_eq!(
+        logins(&server, "success").await,
+        0,
+        "no login for a foreign call"
+    );
+    // The answer keeps its URL through the middleware's classification.
+    let answer = list_devices(&server, &http).await;
+    assert_eq!(answer.url().host_str(), Some("127.0.0.1"));
+    assert_eq!(answer.url().path(), DEVICE_API_PATH);
 }
