@@ -75,7 +75,7 @@ impl FileConfig {
         let config: Self = toml::from_str(&text).map_err(|e| {
             let line = e
                 .span()
-                .map(|span| text[..span.start].lines().count().max(1));
+                .map(|span| text[..span.start].matches('\n').count() + 1);
             let at = line.map(|n| format!(" line {n}")).unwrap_or_default();
             anyhow::anyhow!(
                 "invalid config file {}{at}: {}",
@@ -560,6 +560,12 @@ mod tests {
             tls_key: _,
             unknown: _,
         } = FileConfig::default();
+        // The fields above, less `unknown`: KNOWN_KEYS must name each.
+        assert_eq!(
+            KNOWN_KEYS.len(),
+            31,
+            "a key was added: list it in KNOWN_KEYS"
+        );
         let keys = KNOWN_KEYS;
         for key in keys {
             let set = example.lines().any(|l| l.starts_with(&format!("{key} = ")));

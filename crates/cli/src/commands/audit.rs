@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::time::Duration;
 
 use m2m_session_server::domain::Admin;
@@ -45,30 +46,45 @@ pub async fn run(file: &FileConfig, args: &AuditArgs) -> anyhow::Result<()> {
 /// Prints lines as they are written after `printed`, until the process is interrupted.
 async fn follow(admin: &Admin, args: &AuditArgs, printed: Vec<AuditRecord>) -> anyhow::Result<()> {
     let mut from = printed.last().map_or_else(Timestamp::now, |r| r.time);
-    // Everything already there counts as seen, not only the lines a --limit let through:
-    // only lines written from now on are printed.
-    let mut seen = admin
-        .audit_log(
-            args.username.as_deref(),
-            Some(from.minus(FOLLOW_OVERLAP)),
-            None,
-        )
-        .await?;
+    // Everything already there counts as seen, not only the lines a --limit let through: only
+    // lines written from now on are printed. Lines are told apart by their whole content; two
+    // identical ones (same millisecond, same everything) are both printed, by counting.
+    let mut seen = counted(
+        &admin
+            .audit_log(
+                args.username.as_deref(),
+                Some(from.minus(FOLLOW_OVERLAP)),
+                None,
+            )
+            .await?,
+    );
     loop {
         tokio::time::sleep(FOLLOW_POLL).await;
         let since = from.minus(FOLLOW_OVERLAP);
         let records = admin
             .audit_log(args.username.as_deref(), Some(since), None)
             .await?;
-        for r in records {
-            if !seen.contains(&r) {
-                print_record(&r, args.json);
+        let mut now_seen = HashMap::new();
+        for r in &records {
+            let key = record_json(r).to_string();
+            let count = now_seen.entry(key.clone()).or_insert(0usize);
+            *count += 1;
+            if *count > seen.get(&key).copied().unwrap_or(0) {
+                print_record(r, args.json);
                 from = from.max(r.time);
-                seen.push(r);
             }
         }
-        seen.retain(|r| r.time >= since);
+        seen = now_seen;
     }
+}
+
+/// How many times each line (by its whole content) is in `records`.
+fn counted(records: &[AuditRecord]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for r in records {
+        *counts.entry(record_json(r).to_string()).or_insert(0) += 1;
+    }
+    counts
 }
 
 /// One line; under `--json`, one compact object per line, as log shippers read.

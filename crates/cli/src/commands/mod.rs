@@ -274,10 +274,24 @@ pub fn unless_exists<T>(
 pub fn report_generated(generated: Option<&SecretString>, what: &str, done: &str) {
     match generated {
         Some(secret) => {
-            outln!("{}", secret.expose_secret());
+            write_secret(secret.expose_secret(), what);
             eprintln!("{done}; the {what} is printed above, once");
         }
         None => eprintln!("{done}"),
+    }
+}
+
+/// A secret that exists only in this output (a generated password, a new session): a reader
+/// that has gone away is a failure here, said so, not a quiet end.
+pub fn write_secret(secret: &str, what: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{secret}").and_then(|()| out.flush()) {
+        print_failure_line(
+            &format!("the {what} could not be written to standard output ({e}); it is lost"),
+            None,
+        );
+        std::process::exit(i32::from(exit::OTHER));
     }
 }
 

@@ -21,7 +21,7 @@ pub async fn login(args: &LoginArgs) -> ExitCode {
         let client = client(&args.remote)?;
         let password = password(args.password_stdin)?;
         let token = start(&client, &username(args.username.as_deref())?, &password).await?;
-        outln!("{}", token.expose_secret());
+        super::write_secret(token.expose_secret(), "session token");
         Ok(())
     })
     .await
@@ -64,7 +64,7 @@ pub async fn reset_password(args: &ResetPasswordArgs) -> ExitCode {
             .new_password
             .ok_or_else(|| Failure::Usage("the server answered without a new password".into()))?;
         // Printed before the logout: whatever happens next, the new password must not be lost.
-        outln!("{new_password}");
+        super::write_secret(&new_password, "new password (the reset was made)");
         if temporary && let Err(e) = sessions.end_connectivity_management_session(&token).await {
             eprintln!("warning: the temporary session was not ended: {e}");
         }
@@ -111,9 +111,15 @@ fn fix_for(e: &Error) -> Option<&'static str> {
         Some(ErrorCode::SessionTokenInvalid | ErrorCode::SessionTokenFormat) => {
             Some("M2M_SESSION_TOKEN (or --token-stdin) must be a token `m2m-session login` printed")
         }
-        // rustls: "invalid peer certificate: UnknownIssuer" and the like.
-        _ if matches!(e, Error::Transport(_)) && e.to_string().contains("certificate") => {
+        // rustls' reasons: only an unknown issuer is a missing CA.
+        _ if matches!(e, Error::Transport(_)) && e.to_string().contains("UnknownIssuer") => {
             Some("pass --ca-cert (M2M_CA_CERT) with the CA that signed the server's certificate")
+        }
+        _ if matches!(e, Error::Transport(_)) && e.to_string().contains("NotValidForName") => {
+            Some("the server's certificate is not for this host name: check --url (M2M_URL)")
+        }
+        _ if matches!(e, Error::Transport(_)) && e.to_string().contains("Expired") => {
+            Some("the server's certificate has expired: renew it on the server")
         }
         _ if matches!(e, Error::Transport(_) | Error::Timeout(_)) => {
             Some("check that the server runs and that --url (M2M_URL) points to it")
@@ -164,7 +170,7 @@ fn client(remote: &RemoteArgs) -> Result<Client, Failure> {
         .client_id
         .clone()
         .ok_or_else(|| Failure::Usage("no client id: set M2M_CLIENT_ID or --client-id".into()))?;
-    let mut builder = Client::builder().base_url(&remote.url)?;
+    let mut builder = Client::builder().base_url(url)?;
     if let Some(path) = &remote.ca_cert {
         builder = builder.ca_cert_file(path).map_err(|e| match e {
             // The SDK's reason, "cannot read the CA certificate FILE: ...", without its

@@ -168,8 +168,9 @@ impl Admin {
             .update_password_hash(username, &user.password_hash, &new_hash)
             .await?
         {
-            return Err(DomainError::Unavailable(format!(
-                "the password of {username:?} changed meanwhile; nothing was set"
+            return Err(DomainError::Internal(format!(
+                "the password of {username:?} changed meanwhile (a reset or a login's rehash); \
+                 nothing was set: run the command again"
             )));
         }
         let ended = self.store.delete_user_sessions(username).await?;

@@ -72,28 +72,19 @@ impl SqliteStore {
             // one setting bounds how long a request can wait before it is answered 503.
             .busy_timeout(settings.acquire_timeout)
             .foreign_keys(true);
-        let mut writer =
-            SqliteConnection::connect_with(&base)
-                .await
-                .map_err(|e| match map_err(e) {
-                    // SQLite's reason names no file: this one does.
-                    StoreError::Config(reason) => StoreError::Config(format!(
-                        "cannot open the database {}: {reason}",
-                        base.get_filename().display()
-                    )),
-                    other => other,
-                })?;
+        let mut writer = SqliteConnection::connect_with(&base)
+            .await
+            .map_err(|e| file_error(e, base.get_filename(), "cannot open the database"))?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut writer)
             .await
             .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => match map_err(e) {
-                    StoreError::Config(reason) => StoreError::Config(format!(
-                        "cannot open the database {}: {reason}",
-                        base.get_filename().display()
-                    )),
-                    other => StoreError::Backend(format!("migration failed: {other}")),
-                },
+                sqlx::migrate::MigrateError::Execute(e) => {
+                    match file_error(e, base.get_filename(), "cannot open the database") {
+                        refusal @ StoreError::Config(_) => refusal,
+                        other => StoreError::Backend(format!("migration failed: {other}")),
+                    }
+                }
                 other => StoreError::Backend(format!("migration failed: {other}")),
             })?;
         let writer = Arc::new(Writer::new(writer, settings.acquire_timeout));
@@ -184,6 +175,20 @@ impl SqliteStore {
 
 /// Says in a person's terms what SQLite would only call "unable to open database file".
 fn check_path(path: &std::path::Path, create: bool) -> StoreResult<()> {
+    if !create && !path.exists() && !path.is_dir() {
+        let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        return Err(StoreError::Config(format!(
+            "no database at {}: `m2m-session serve` or `m2m-session init` creates it, or pass \
+             --database with the path of an existing one",
+            shown.display()
+        )));
+    }
+    check_new_file(path, "the database", "--database")
+}
+
+/// A file about to be written at `path` (`role`, named by `option`): refused in words when its
+/// directory is missing, or when `path` is a directory.
+fn check_new_file(path: &std::path::Path, role: &str, option: &str) -> StoreResult<()> {
     let shown = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     if path.is_dir() {
         return Err(StoreError::Config(format!(
@@ -194,13 +199,6 @@ fn check_path(path: &std::path::Path, create: bool) -> StoreResult<()> {
     }
     if path.exists() {
         return Ok(());
-    }
-    if !create {
-        return Err(StoreError::Config(format!(
-            "no database at {}: `m2m-session serve` or `m2m-session init` creates it, or pass \
-             --database with the path of an existing one",
-            shown.display()
-        )));
     }
     let Some(dir) = shown.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(());
@@ -213,11 +211,28 @@ fn check_path(path: &std::path::Path, create: bool) -> StoreResult<()> {
         "does not exist"
     };
     Err(StoreError::Config(format!(
-        "cannot create the database {}: {} {problem}; create the directory or pass another \
-         --database",
+        "cannot create {role} {}: {} {problem}; create the directory or pass another {option}",
         shown.display(),
         dir.display()
     )))
+}
+
+/// An error of opening or writing the file at `path`: SQLite's codes 14 (cannot open) and 26
+/// (not a database) said in words, naming the file; others as any store error. Only here:
+/// the same codes in a running server's queries are not about which file was named.
+fn file_error(e: sqlx::Error, path: &std::path::Path, doing: &str) -> StoreError {
+    let reason = match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("14") => {
+            "SQLite refuses it (code 14): it must be a database file, or a new name in an \
+             existing directory, that this user may read and write"
+        }
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("26") => {
+            "it is not an SQLite database (code 26); pass --database with the path of the \
+             m2m-session database"
+        }
+        _ => return map_err(e),
+    };
+    StoreError::Config(format!("{doing} {}: {reason}", path.display()))
 }
 
 fn parse_url(url: &str) -> StoreResult<SqliteConnectOptions> {
@@ -250,26 +265,33 @@ impl Store for SqliteStore {
 
     /// `VACUUM INTO` on a reader: a consistent snapshot, taken while the writer goes on.
     async fn backup_to(&self, path: &std::path::Path) -> StoreResult<()> {
-        if path.exists() {
-            return Err(StoreError::Config(format!(
-                "{} already exists; name a new file (a backup never overwrites)",
-                path.display()
-            )));
-        }
-        // The same checks, and words, as for a database that is created.
-        check_path(path, true)?;
-        sqlx::query("VACUUM INTO ?")
+        check_new_file(path, "the backup", "backup path")?;
+        // Made here, empty (which VACUUM INTO accepts), so that its existence is checked and
+        // its mode set at once: a copy of every hash and token digest is not for other users.
+        let mut new = std::fs::OpenOptions::new();
+        new.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut new, 0o600);
+        new.open(path).map_err(|e| {
+            StoreError::Config(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                format!(
+                    "{} already exists; name a new file (a backup never overwrites)",
+                    path.display()
+                )
+            } else {
+                format!("cannot create the backup {}: {e}", path.display())
+            })
+        })?;
+        let copied = sqlx::query("VACUUM INTO ?")
             .bind(path.to_string_lossy().into_owned())
             .execute(&self.readers)
             .await
             .map(drop)
-            .map_err(|e| match map_err(e) {
-                StoreError::Config(reason) => StoreError::Config(format!(
-                    "cannot write the backup {}: {reason}",
-                    path.display()
-                )),
-                other => other,
-            })
+            .map_err(|e| file_error(e, path, "cannot write the backup"));
+        if copied.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        copied
     }
 
     /// Checkpoints the WAL into the main file and closes every connection.

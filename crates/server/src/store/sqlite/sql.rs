@@ -147,18 +147,6 @@ pub(super) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(e.to_string())
         }
-        // SQLITE_CANTOPEN, whose own text ("unable to open database file") names no cause.
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("14") => StoreError::Config(
-            "SQLite refuses it (code 14): it must be a database file, or a new name in an \
-             existing directory, that this user may read and write"
-                .into(),
-        ),
-        // SQLITE_NOTADB: some other file was named.
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("26") => StoreError::Config(
-            "it is not an SQLite database (code 26); pass --database with the path of the \
-             m2m-session database"
-                .into(),
-        ),
         _ => StoreError::Backend(e.to_string()),
     }
 }
