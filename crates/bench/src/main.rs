@@ -6,6 +6,7 @@
 mod load;
 mod nodes;
 mod perf;
+mod sdk;
 mod seed;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
     /// Logins/s against raw argon2id hashes/s, session checks/s against health checks/s (with
     /// 1k and 1M live sessions), peak memory under a burst of logins, SDK against bare HTTP
     Perf(perf::Args),
+    /// The SDK against bare HTTP: verify_session against the load generator on one endpoint,
+    /// and the middleware against plain reqwest on a device-API stand-in
+    Sdk(sdk::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Nodes(args) => nodes::run(args).await,
             Command::Perf(args) => perf::run(args).await,
+            Command::Sdk(args) => sdk::run(args).await,
         }
     })
 }

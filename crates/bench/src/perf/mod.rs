@@ -5,7 +5,7 @@
 
 mod argon2_limit;
 mod burst;
-mod served;
+pub(crate) mod served;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ pub struct Args {
     json: PathBuf,
 }
 
-const WARMUP: Duration = Duration::from_millis(500);
+pub(crate) const WARMUP: Duration = Duration::from_millis(500);
 
 /// One live-session count: both ratios against their limits.
 #[derive(Debug, serde::Serialize)]
@@ -93,7 +93,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let served = Served::start(&bin, &database, &[]).await?;
     let bearer = api_token(&served.base).await?;
     let small = phase(&served, &database, &bearer, &tokens, &args, cores).await?;
-    let (sdk, tool) = sdk_against_tool(&served, &tokens, &args).await?;
+    let (sdk, tool) =
+        sdk_against_tool(&served, &tokens, args.concurrency, half(&args), args.rounds).await?;
     served.stop().await?;
 
     eprintln!("adding {} sessions", args.large.saturating_sub(args.small));
@@ -258,7 +259,11 @@ async fn login_load(
 
 /// Runs A, B, B, A `rounds` times and merges each side, so a drift in the machine's speed hits
 /// both alike, and a swing that A-B-B-A cannot cancel is averaged over several.
-async fn abba<A, B, FA, FB>(rounds: usize, a: A, b: B) -> anyhow::Result<(LoadResult, LoadResult)>
+pub(crate) async fn abba<A, B, FA, FB>(
+    rounds: usize,
+    a: A,
+    b: B,
+) -> anyhow::Result<(LoadResult, LoadResult)>
 where
     A: Fn() -> FA,
     B: Fn() -> FB,
@@ -309,11 +314,14 @@ fn merge(x: LoadResult, y: LoadResult) -> LoadResult {
     }
 }
 
-/// The SDK's `verify_session` in a loop against the bare load generator on the same endpoint.
-async fn sdk_against_tool(
+/// The SDK's `verify_session` in a loop against the bare load generator on the same endpoint,
+/// `half` each per round, A-B-B-A.
+pub(crate) async fn sdk_against_tool(
     served: &Served,
     tokens: &Arc<Vec<String>>,
-    args: &Args,
+    concurrency: usize,
+    half: Duration,
+    rounds: usize,
 ) -> anyhow::Result<(LoadResult, LoadResult)> {
     eprintln!("SDK against the load generator");
     let client = Client::builder()
@@ -335,14 +343,12 @@ async fn sdk_against_tool(
     };
     let sdk_call = Arc::new(sdk_call);
     abba(
-        args.rounds,
+        rounds,
         || {
             let call = sdk_call.clone();
-            async move {
-                Ok(load::run_calls(args.concurrency, WARMUP, half(args), move |w| call(w)).await)
-            }
+            async move { Ok(load::run_calls(concurrency, WARMUP, half, move |w| call(w)).await) }
         },
-        || async { Ok(load::run(args.concurrency, WARMUP, half(args), 204, raw.clone()).await) },
+        || async { Ok(load::run(concurrency, WARMUP, half, 204, raw.clone()).await) },
     )
     .await
 }
