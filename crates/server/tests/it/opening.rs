@@ -86,3 +86,20 @@ async fn a_postgres_backup_names_the_tools_to_use() {
     let message = config_message(store.backup_to(&dir.path().join("b.db")).await);
     assert!(message.contains("pg_dump"), "{message}");
 }
+
+#[tokio::test]
+async fn a_postgres_server_that_is_not_there_is_named_as_refused() {
+    // A loopback port just given up by the system: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let message = match store::open(&url, &StoreSettings::default()).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("opened"),
+    };
+    assert!(message.to_lowercase().contains("refused"), "{message}");
+    assert!(!message.contains("pool timed out"), "{message}");
+}

@@ -15,8 +15,8 @@ mod users;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, Transaction};
 
 use self::counters::{apply_change, lock_username};
 use super::rows;
@@ -45,6 +45,17 @@ impl PostgresStore {
             .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?
             .application_name("m2m-session")
             .options([("synchronous_commit", "on")]);
+        // One connection first, and the migrations on it: a pool that cannot connect reports
+        // only "pool timed out", and the reason (refused, unknown host, authentication) is
+        // what the person who named the database needs.
+        let mut first = PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&mut first)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
+        drop(first);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -57,10 +68,6 @@ impl PostgresStore {
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         Ok(Self { pool, claims })
     }
 
