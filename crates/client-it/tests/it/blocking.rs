@@ -12,13 +12,7 @@ use m2m_session_client::{
 use m2m_session_testkit::TestServer;
 
 fn blocking_client(server: &TestServer) -> Client {
-    Client::builder()
-        .base_url(&server.base_url())
-        .unwrap()
-        .oauth_client_credentials(
-            TestServer::CLIENT_ID,
-            SecretString::from(TestServer::CLIENT_SECRET),
-        )
+    crate::support::builder_for(server)
         .build_blocking()
         .unwrap()
 }

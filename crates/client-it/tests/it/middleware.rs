@@ -10,15 +10,7 @@ use m2m_session_testkit::{DEVICE_API_PATH, TestServer};
 use reqwest_middleware::ClientWithMiddleware;
 
 fn sdk_client(server: &TestServer) -> Client {
-    Client::builder()
-        .base_url(&server.base_url())
-        .unwrap()
-        .oauth_client_credentials(
-            TestServer::CLIENT_ID,
-            SecretString::from(TestServer::CLIENT_SECRET),
-        )
-        .build()
-        .unwrap()
+    crate::support::builder_for(server).build().unwrap()
 }
 
 fn authenticated(server: &TestServer, password: &str) -> (Arc<Session>, ClientWithMiddleware) {

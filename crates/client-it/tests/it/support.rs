@@ -131,3 +131,15 @@ pub fn fast_retry() -> RetryConfig {
         .initial_backoff(Duration::from_millis(5))
         .max_backoff(Duration::from_millis(20))
 }
+
+/// A client builder for a testkit `TestServer`, with its standard OAuth client.
+pub fn builder_for(server: &m2m_session_testkit::TestServer) -> m2m_session_client::ClientBuilder {
+    use m2m_session_testkit::TestServer;
+    Client::builder()
+        .base_url(&server.base_url())
+        .unwrap()
+        .oauth_client_credentials(
+            TestServer::CLIENT_ID,
+            secrecy::SecretString::from(TestServer::CLIENT_SECRET),
+        )
+}
