@@ -3,13 +3,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// One HTTP request built by worker `i`.
 pub type Request = Arc<dyn Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync>;
 
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct LoadResult {
     /// Successful requests in the measured time.
     pub requests: u64,
@@ -71,6 +71,29 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = bool> + Send,
 {
+    run_calls_until(
+        concurrency,
+        warmup,
+        duration,
+        Arc::new(AtomicBool::new(false)),
+        call,
+    )
+    .await
+}
+
+/// [`run_calls`] that also ends as soon as `stop` is set (the measured time is then shorter
+/// than `duration`, and the rates are per the time actually measured).
+pub async fn run_calls_until<F, Fut>(
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    stop: Arc<AtomicBool>,
+    call: F,
+) -> LoadResult
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
     let call = Arc::new(call);
     let failures = Arc::new(AtomicU64::new(0));
     let sent_in_all = Arc::new(AtomicU64::new(0));
@@ -79,10 +102,15 @@ where
     let end = measure_from + duration;
     let mut workers = Vec::new();
     for worker in 0..concurrency {
-        let (call, failures, sent_in_all) = (call.clone(), failures.clone(), sent_in_all.clone());
+        let (call, failures, sent_in_all, stop) = (
+            call.clone(),
+            failures.clone(),
+            sent_in_all.clone(),
+            stop.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
-            while Instant::now() < end {
+            while Instant::now() < end && !stop.load(Ordering::Relaxed) {
                 let sent = Instant::now();
                 sent_in_all.fetch_add(1, Ordering::Relaxed);
                 let ok = call(worker).await;
@@ -101,9 +129,12 @@ where
     for w in workers {
         all.extend(w.await.unwrap_or_default());
     }
+    let measured = Instant::now()
+        .min(end)
+        .saturating_duration_since(measure_from);
     summarize(
         all,
-        duration,
+        measured,
         failures.load(Ordering::Relaxed),
         sent_in_all.load(Ordering::Relaxed),
     )
@@ -117,7 +148,11 @@ fn summarize(mut all: Vec<Duration>, duration: Duration, failures: u64, sent: u6
         sent_in_all: sent,
         failures,
         seconds,
-        per_second: all.len() as f64 / seconds,
+        per_second: if seconds > 0.0 {
+            all.len() as f64 / seconds
+        } else {
+            0.0
+        },
         p50_ms: percentile_ms(&all, 0.50),
         p99_ms: percentile_ms(&all, 0.99),
         server_cpu_s: 0.0,

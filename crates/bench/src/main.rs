@@ -3,9 +3,12 @@
 //!
 //! All traffic goes to servers this process starts on 127.0.0.1; every loop is bounded in time.
 
+mod costs;
 mod load;
 mod nodes;
 mod perf;
+mod pg;
+mod pgproxy;
 mod sdk;
 mod seed;
 
@@ -23,9 +26,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Authenticated calls/s on one node vs two nodes sharing one PostgreSQL, and database
-    /// writes per 1,000 authenticated calls (needs M2M_TEST_POSTGRES_URL or the local server)
+    /// Real `serve` processes on one PostgreSQL (1, 2, 3 nodes, and 1 writing every use):
+    /// checks/s, p50/p99, /healthz req/s on the same nodes, row writes, transactions and WAL
+    /// per check; then revocation across nodes under load, which must refuse every round
+    /// (needs M2M_TEST_POSTGRES_URL or the local server)
     Nodes(nodes::Args),
+    /// Per-operation costs on PostgreSQL with one real node (login, check, touch, logout,
+    /// reset): server CPU, statements, row writes, WAL bytes and PostgreSQL CPU per operation
+    Costs(costs::Args),
     /// Logins/s against raw argon2id hashes/s, session checks/s against health checks/s (with
     /// 1k and 1M live sessions), peak memory under a burst of logins, SDK against bare HTTP
     Perf(perf::Args),
@@ -42,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Nodes(args) => nodes::run(args).await,
+            Command::Costs(args) => costs::run(args).await,
             Command::Perf(args) => perf::run(args).await,
             Command::Sdk(args) => sdk::run(args).await,
         }

@@ -3,7 +3,7 @@
 //! against health checks/s — with 1,000 and with 1,000,000 live sessions, plus peak memory
 //! under a burst of logins and the SDK's overhead over a bare HTTP load generator.
 
-mod argon2_limit;
+pub(crate) mod argon2_limit;
 mod burst;
 pub(crate) mod served;
 

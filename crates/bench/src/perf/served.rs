@@ -32,7 +32,12 @@ pub fn default_binary() -> anyhow::Result<PathBuf> {
 impl Served {
     /// Starts `serve` on 127.0.0.1:0 with default settings but for `extra`, and waits for the
     /// address it reports.
-    pub async fn start(bin: &Path, database: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+    /// `database` is a SQLite path or a PostgreSQL URL.
+    pub async fn start(
+        bin: &Path,
+        database: impl AsRef<std::ffi::OsStr>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
             .env_clear()
             .env("RUST_LOG", "warn,m2m_session_server::server=info")
@@ -48,19 +53,23 @@ impl Served {
             .with_context(|| format!("starting {}", bin.display()))?;
         let stderr = child.stderr.take().context("no stderr")?;
         let mut lines = BufReader::new(stderr).lines();
+        let mut log = Vec::new();
         let wait = async {
             while let Some(line) = lines.next_line().await? {
                 if let Some(pos) = line.find("listening on ") {
                     let addr = line[pos + "listening on ".len()..].trim().to_owned();
                     return Ok::<_, anyhow::Error>(Some(addr));
                 }
+                log.push(line);
             }
             Ok(None)
         };
         let addr = tokio::time::timeout(Duration::from_secs(30), wait)
             .await
-            .context("server did not report its address within 30 s")??
-            .context("server exited before listening")?;
+            .context("server did not report its address within 30 s")??;
+        let Some(addr) = addr else {
+            bail!("server exited before listening:\n{}", log.join("\n"));
+        };
         // Keep draining the log so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
@@ -81,7 +90,12 @@ impl Served {
 
     /// CPU time the server has used so far.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        cpu_seconds(self.child.id().context("server already exited")?)
+        cpu_seconds(self.pid()?)
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("server already exited")
     }
 
     fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
