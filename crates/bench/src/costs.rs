@@ -119,6 +119,7 @@ impl Bench {
             &["--session-touch-granularity", granularity],
         )
         .await?;
+        crate::nodes::open_pool(&node.base).await;
         let measured = async {
             let (cpu, pg, messages) = (
                 node.cpu_seconds()?,
