@@ -108,6 +108,46 @@ fn sessions_tokens_and_revocations_are_shared_by_every_node() {
     assert_eq!(c.verify(&c.b, &bearer, &session), 401);
 }
 
+/// The nodes' read caches (issue 18) hold what was checked; the admin CLI's revocations reach
+/// them on the very next request all the same.
+#[test]
+fn admin_revocations_reach_every_nodes_read_cache() {
+    let (c, secret, password) = cluster();
+    let bearer = c.token(&c.a, &secret);
+    let warm = |bearer: &str, session: &str| {
+        for node in [&c.a, &c.b, &c.a, &c.b] {
+            assert_eq!(c.verify(node, bearer, session), 204);
+        }
+    };
+    let session_of = |node: &Served, bearer: &str| {
+        let (status, body) = c.login(node, bearer, &password);
+        assert_eq!(status, 200, "{body}");
+        body["sessionToken"].as_str().unwrap().to_owned()
+    };
+
+    let session = session_of(&c.a, &bearer);
+    warm(&bearer, &session);
+    let listed: Value =
+        serde_json::from_str(&c.env.ok(&["session", "list", "--user", "alice", "--json"])).unwrap();
+    let id = listed[0]["id"].as_str().unwrap().to_owned();
+    c.env.ok(&["session", "revoke", "--id", &id]);
+    assert_eq!(c.verify(&c.a, &bearer, &session), 401);
+    assert_eq!(c.verify(&c.b, &bearer, &session), 401);
+
+    let session = session_of(&c.b, &bearer);
+    warm(&bearer, &session);
+    let new_secret = c.env.ok(&["client", "rotate-secret", "app"]);
+    assert_eq!(c.verify(&c.a, &bearer, &session), 401);
+    assert_eq!(c.verify(&c.b, &bearer, &session), 401);
+
+    let bearer = c.token(&c.b, new_secret.trim());
+    let session = session_of(&c.a, &bearer);
+    warm(&bearer, &session);
+    c.env.ok(&["user", "remove", "alice"]);
+    assert_eq!(c.verify(&c.a, &bearer, &session), 401);
+    assert_eq!(c.verify(&c.b, &bearer, &session), 401);
+}
+
 #[test]
 fn lockout_counts_across_nodes() {
     let (c, secret, password) = cluster();

@@ -277,14 +277,22 @@ impl SessionService {
         now: Timestamp,
     ) -> Result<AuthenticatedSession, DomainError> {
         let digest = token.digest();
-        let session = self
+        let mut session = self
             .store
             .find_session(&digest)
             .await?
             .ok_or(DomainError::SessionExpired)?;
         if self.is_over(&session, now) {
-            self.store.delete_session(&digest).await?;
-            return Err(DomainError::SessionExpired);
+            // A cached last use may lag another node's touch: ended only as stored.
+            session = self
+                .store
+                .reload_session(&digest)
+                .await?
+                .ok_or(DomainError::SessionExpired)?;
+            if self.is_over(&session, now) {
+                self.store.delete_session(&digest).await?;
+                return Err(DomainError::SessionExpired);
+            }
         }
         if session.client_id != client_id {
             return Err(DomainError::SessionExpired);

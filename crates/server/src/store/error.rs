@@ -1,5 +1,5 @@
 /// What can go wrong below the domain, in terms the domain can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule refused the write (e.g. the username is taken).
     #[error("already exists")]

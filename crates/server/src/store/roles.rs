@@ -118,6 +118,13 @@ pub trait SessionStore {
     async fn start_session(&self, start: &SessionStart) -> StoreResult<u64>;
     /// The session whose token has this digest, live or not.
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>>;
+    /// The session as the database holds it now, past any cache. A cache may hold a last use
+    /// older than the one stored (PostgreSQL nodes do not see each other's touches), so a
+    /// session that looks idle is read again here before it is ended. SQLite's cache sees
+    /// every commit, so there the two reads are one.
+    async fn reload_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
+        self.find_session(digest).await
+    }
     /// Records use of a session; false if it no longer exists.
     async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool>;
     /// Deletes one session; false if there was none.

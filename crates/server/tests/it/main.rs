@@ -15,6 +15,7 @@ mod openapi;
 mod opening;
 mod outage;
 mod persistence;
+mod pg_read_cache;
 mod read_cache;
 mod request_ids;
 mod security;

@@ -110,15 +110,23 @@ impl ClientStore for PostgresStore {
     }
 
     async fn find_api_token(&self, digest: &TokenDigest) -> StoreResult<Option<ApiTokenRecord>> {
-        sqlx::query("SELECT * FROM api_tokens WHERE token_hash = $1")
+        let fetch = || {
+            sqlx::query(concat!(
+                "SELECT t.*, ",
+                epoch_of_slot!(),
+                " FROM api_tokens t WHERE token_hash = $1"
+            ))
             .bind(digest.as_bytes())
-            .try_map(|r: PgRow| rows::api_token(&r))
+            .try_map(|r: PgRow| Ok((rows::api_token(&r)?, r.try_get("epoch")?)))
             .fetch_optional(&self.pool)
+        };
+        self.cache
+            .read(digest, || async { fetch().await.map_err(map_err) })
             .await
-            .map_err(map_err)
     }
 
     async fn delete_api_token(&self, digest: &TokenDigest) -> StoreResult<bool> {
+        self.cache.forget(digest);
         sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
             .bind(digest.as_bytes())
             .execute(&self.pool)

@@ -5,7 +5,17 @@
 //! one-token-per-hour rule by an upsert. `synchronous_commit=on` makes every acknowledged
 //! write durable before it returns.
 
+/// The column `epoch`: the revocation epoch of the slot of the token whose digest is `$1`, read
+/// by the statement that reads the token's record, so in the same snapshot (`cache.rs`).
+macro_rules! epoch_of_slot {
+    () => {
+        "(SELECT epoch FROM revocation_epochs WHERE slot = get_byte($1, 0) % 64) AS epoch"
+    };
+}
+
 mod audit;
+mod batch;
+mod cache;
 mod clients;
 mod counters;
 mod idempotency;
@@ -13,10 +23,11 @@ mod sessions;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Postgres, Transaction};
+use sqlx::{Connection, Postgres, Row, Transaction};
 
 use self::counters::{apply_change, lock_username};
 use super::rows;
@@ -36,6 +47,10 @@ pub struct PostgresStore {
     /// connection for the whole reset, which needs connections of its own, so sharing one
     /// pool could starve the resets of the very claims that wait for them.
     claims: PgPool,
+    /// Sessions and API tokens, served only when proven not revoked (`cache.rs`).
+    cache: Arc<cache::ReadCache>,
+    /// Last uses, written for many sessions in one statement (`sessions.rs`).
+    touches: Arc<sessions::Touches>,
 }
 
 impl PostgresStore {
@@ -68,7 +83,19 @@ impl PostgresStore {
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(Self { pool, claims })
+        let cache = Arc::new(cache::ReadCache::new(pool.clone()));
+        let touches = sessions::touches(pool.clone());
+        Ok(Self {
+            pool,
+            claims,
+            cache,
+            touches,
+        })
+    }
+
+    /// Whether the read cache holds the session or API token with this digest; for tests.
+    pub fn caches(&self, digest: &TokenDigest) -> bool {
+        self.cache.holds(digest)
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {

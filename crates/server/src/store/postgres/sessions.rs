@@ -8,6 +8,7 @@ use crate::store::SessionStore;
 use sqlx::Executor;
 
 use super::audit::insert_audit;
+use super::batch::Batcher;
 
 #[async_trait]
 impl SessionStore for PostgresStore {
@@ -41,6 +42,23 @@ impl SessionStore for PostgresStore {
     }
 
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
+        let fetch = || {
+            sqlx::query(concat!(
+                "SELECT s.*, u.account, ",
+                epoch_of_slot!(),
+                " FROM sessions s JOIN users u ON u.username = s.username
+                 WHERE s.token_hash = $1"
+            ))
+            .bind(digest.as_bytes())
+            .try_map(|r: PgRow| Ok((rows::session(&r)?, r.try_get("epoch")?)))
+            .fetch_optional(&self.pool)
+        };
+        self.cache
+            .read(digest, || async { fetch().await.map_err(map_err) })
+            .await
+    }
+
+    async fn reload_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
         sqlx::query(
             "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username
              WHERE s.token_hash = $1",
@@ -53,18 +71,20 @@ impl SessionStore for PostgresStore {
     }
 
     async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool> {
-        sqlx::query(
-            "UPDATE sessions SET last_used_at = GREATEST(last_used_at, $1) WHERE token_hash = $2",
-        )
-        .bind(now.0)
-        .bind(digest.as_bytes())
-        .execute(&self.pool)
-        .await
-        .map(|r| r.rows_affected() > 0)
-        .map_err(map_err)
+        match self.touches.submit((*digest, now)).await? {
+            Some(last_used_at) => {
+                self.cache.touched(digest, last_used_at);
+                Ok(true)
+            }
+            None => {
+                self.cache.forget(digest);
+                Ok(false)
+            }
+        }
     }
 
     async fn delete_session(&self, digest: &TokenDigest) -> StoreResult<bool> {
+        self.cache.forget(digest);
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(digest.as_bytes())
             .execute(&self.pool)
@@ -121,6 +141,54 @@ impl SessionStore for PostgresStore {
             .map(|r| r.rows_affected() > 0)
             .map_err(map_err)
     }
+}
+
+/// Last uses waiting for one statement: each caller learns whether its session still exists,
+/// and its last use as stored afterwards.
+pub(super) type Touches = Batcher<(TokenDigest, Timestamp), Option<Timestamp>>;
+
+pub(super) fn touches(pool: PgPool) -> Arc<Touches> {
+    Batcher::new(move |items| touch_all(pool.clone(), items))
+}
+
+/// One `UPDATE` for every queued touch. A touch is awaited like any write (the check answers
+/// after it is durable); batching changes only how many statements carry them.
+async fn touch_all(
+    pool: PgPool,
+    items: Vec<(TokenDigest, Timestamp)>,
+) -> StoreResult<Vec<Option<Timestamp>>> {
+    // One entry per session (an UPDATE changes a row once), the latest use; in digest order,
+    // so that two nodes' batches lock shared rows in the same order.
+    let mut latest = std::collections::BTreeMap::new();
+    for (digest, at) in &items {
+        let entry = latest.entry(digest.0).or_insert(at.0);
+        *entry = (*entry).max(at.0);
+    }
+    let hashes: Vec<&[u8]> = latest.keys().map(|k| k.as_slice()).collect();
+    let times: Vec<i64> = latest.values().copied().collect();
+    let statement = || {
+        sqlx::query_as::<_, (Vec<u8>, i64)>(
+            "UPDATE sessions AS s SET last_used_at = GREATEST(s.last_used_at, t.at)
+             FROM unnest($1::bytea[], $2::int8[]) AS t(h, at)
+             WHERE s.token_hash = t.h
+             RETURNING s.token_hash, s.last_used_at",
+        )
+        .bind(&hashes)
+        .bind(&times)
+        .fetch_all(&pool)
+    };
+    // Revocations deleting several rows lock them in their own order; should one deadlock
+    // with this batch, PostgreSQL cancels one of the two, and this side tries once more.
+    let stored = match statement().await {
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("40P01") => statement().await,
+        other => other,
+    }
+    .map_err(map_err)?;
+    let stored: std::collections::HashMap<Vec<u8>, i64> = stored.into_iter().collect();
+    Ok(items
+        .iter()
+        .map(|(digest, _)| stored.get(digest.as_bytes()).copied().map(Timestamp))
+        .collect())
 }
 
 pub(super) async fn insert_session<'e>(

@@ -1,0 +1,214 @@
+//! The PostgreSQL node's read cache of sessions and API tokens, which never serves a record that
+//! was revoked before the check began, on this node or any other.
+//!
+//! Why it exists: on a node of a cluster every session check was two point queries (API token,
+//! session), each a round trip, and a node checked at an eighth of the rate of one on SQLite.
+//!
+//! Why it is strict. The database keeps 64 revocation epochs (migration 0005): every statement
+//! that deletes a session or an API token, or replaces one, moves the epoch of each slot its
+//! rows fall in (the digest's first byte, modulo 64), in the revoking transaction itself, by a
+//! trigger, whoever the writer is. So in any snapshot, a slot's epoch is the number of committed
+//! revocations in it.
+//! - A record enters the cache with the epoch of its slot read by the same statement, hence in
+//!   the same snapshot: the record existed when its slot was at that epoch.
+//! - A cached record is served only after a validation, a read of all 64 epochs, that was sent
+//!   after the check began (the batcher's promise, `batch.rs`), and only if its slot's epoch
+//!   there is not above the record's. If it is equal, no revocation in the slot committed
+//!   between the two snapshots, so the record still existed in the later one; if it is below,
+//!   the record was read after the validation. Either way the record existed in a snapshot
+//!   taken after the check began, which therefore observes every revocation acknowledged
+//!   before it.
+//! - A check that finds nothing cached reads the database, as before.
+//!
+//! Checks share the proof: a node runs one validation at a time, and every check that begins
+//! while one is under way waits for the next, which answers all of them with one statement.
+//!
+//! What is not strict, and need not be: a cached session's last use is the one read, plus this
+//! node's own touches; another node's touches are not seen. It only ever lags, so a session
+//! that looks idle is read again before it is ended (`SessionStore::reload_session`); a lagging
+//! last use otherwise only makes this node touch the row sooner than it had to.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sqlx::PgPool;
+
+use super::batch::Batcher;
+use super::map_err;
+use crate::crypto::TokenDigest;
+use crate::store::{ApiTokenRecord, SessionRecord, StoreError, StoreResult};
+use crate::time::Timestamp;
+
+/// Slots of the revocation epochs; the migration creates as many rows.
+pub(super) const SLOTS: usize = 64;
+/// Beyond this many entries in one slot of one kind, the slot starts over rather than grow.
+const MAX_ENTRIES_PER_SLOT: usize = 100_000 / SLOTS;
+
+/// Every slot's epoch, as one validation read them.
+pub(super) type Epochs = Arc<[i64; SLOTS]>;
+
+/// The slot a token's digest falls in, as the migration's trigger computes it.
+pub(super) fn slot(digest: &TokenDigest) -> usize {
+    usize::from(digest.0[0]) % SLOTS
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Cached<T> {
+    record: T,
+    epoch: i64,
+}
+
+pub(super) type Slots<T> = Vec<HashMap<TokenDigest, Cached<T>>>;
+
+#[derive(Debug)]
+pub(super) struct State {
+    /// The epochs of the latest validation; they only grow.
+    validated: Option<Epochs>,
+    sessions: Slots<SessionRecord>,
+    api_tokens: Slots<ApiTokenRecord>,
+}
+
+impl State {
+    /// Drops what the epochs prove may be revoked.
+    fn observe(&mut self, epochs: &Epochs) {
+        for s in 0..SLOTS {
+            let before = self.validated.as_ref().map_or(i64::MIN, |v| v[s]);
+            if epochs[s] > before {
+                self.sessions[s].retain(|_, c| c.epoch >= epochs[s]);
+                self.api_tokens[s].retain(|_, c| c.epoch >= epochs[s]);
+            }
+        }
+        // Validations run one after another (one batcher), so each is the latest.
+        self.validated = Some(Arc::clone(epochs));
+    }
+}
+
+/// The kinds of record the cache holds.
+pub(super) trait Cacheable: Clone + Send + 'static {
+    fn slots(state: &mut State) -> &mut Slots<Self>;
+}
+
+impl Cacheable for SessionRecord {
+    fn slots(state: &mut State) -> &mut Slots<Self> {
+        &mut state.sessions
+    }
+}
+
+impl Cacheable for ApiTokenRecord {
+    fn slots(state: &mut State) -> &mut Slots<Self> {
+        &mut state.api_tokens
+    }
+}
+
+/// See the module doc.
+#[derive(Debug)]
+pub(super) struct ReadCache {
+    state: Arc<Mutex<State>>,
+    validations: Arc<Batcher<(), Epochs>>,
+}
+
+impl ReadCache {
+    pub(super) fn new(pool: PgPool) -> Self {
+        let state = Arc::new(Mutex::new(State {
+            validated: None,
+            sessions: (0..SLOTS).map(|_| HashMap::new()).collect(),
+            api_tokens: (0..SLOTS).map(|_| HashMap::new()).collect(),
+        }));
+        let observer = Arc::clone(&state);
+        let validations = Batcher::new(move |waiting: Vec<()>| {
+            let (pool, state) = (pool.clone(), Arc::clone(&observer));
+            async move {
+                let epochs = read_epochs(&pool).await?;
+                lock(&state).observe(&epochs);
+                Ok(vec![epochs; waiting.len()])
+            }
+        });
+        Self { state, validations }
+    }
+
+    /// The record for `digest`: from the cache when a validation proves it is not revoked,
+    /// otherwise from `fetch`, which reads the record with its slot's epoch in one statement.
+    pub(super) async fn read<T, F, Fut>(
+        &self,
+        digest: &TokenDigest,
+        fetch: F,
+    ) -> StoreResult<Option<T>>
+    where
+        T: Cacheable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = StoreResult<Option<(T, i64)>>>,
+    {
+        let s = slot(digest);
+        let cached = T::slots(&mut lock(&self.state))[s].get(digest).cloned();
+        if let Some(cached) = cached {
+            let epochs = self.validations.submit(()).await?;
+            if cached.epoch >= epochs[s] {
+                return Ok(Some(cached.record));
+            }
+        }
+        let found = fetch().await?;
+        if let Some((record, epoch)) = &found {
+            self.fill(digest, record, *epoch);
+        }
+        Ok(found.map(|(record, _)| record))
+    }
+
+    fn fill<T: Cacheable>(&self, digest: &TokenDigest, record: &T, epoch: i64) {
+        let s = slot(digest);
+        let mut state = lock(&self.state);
+        // Already older than what a validation proved: it would never be served.
+        if state.validated.as_ref().is_some_and(|v| epoch < v[s]) {
+            return;
+        }
+        let entries = &mut T::slots(&mut state)[s];
+        if entries.len() >= MAX_ENTRIES_PER_SLOT {
+            entries.clear();
+        }
+        if entries.get(digest).is_none_or(|c| c.epoch <= epoch) {
+            let record = record.clone();
+            entries.insert(*digest, Cached { record, epoch });
+        }
+    }
+
+    /// This node recorded a use of the session: its cached last use follows.
+    pub(super) fn touched(&self, digest: &TokenDigest, last_used_at: Timestamp) {
+        let mut state = lock(&self.state);
+        if let Some(c) = state.sessions[slot(digest)].get_mut(digest) {
+            c.record.last_used_at = c.record.last_used_at.max(last_used_at);
+        }
+    }
+
+    /// Drops one token's entries: this node saw it gone. Not needed for strictness, which rests
+    /// on the epochs alone; it only spares a validation.
+    pub(super) fn forget(&self, digest: &TokenDigest) {
+        let mut state = lock(&self.state);
+        let s = slot(digest);
+        state.sessions[s].remove(digest);
+        state.api_tokens[s].remove(digest);
+    }
+
+    /// Whether a session or API token with this digest is held.
+    pub(super) fn holds(&self, digest: &TokenDigest) -> bool {
+        let state = lock(&self.state);
+        let s = slot(digest);
+        state.sessions[s].contains_key(digest) || state.api_tokens[s].contains_key(digest)
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Every critical section leaves the state consistent; a panic elsewhere cannot tear it.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn read_epochs(pool: &PgPool) -> StoreResult<Epochs> {
+    let epochs: Option<Vec<i64>> =
+        sqlx::query_scalar("SELECT array_agg(epoch ORDER BY slot) FROM revocation_epochs")
+            .fetch_one(pool)
+            .await
+            .map_err(map_err)?;
+    let epochs: [i64; SLOTS] = epochs
+        .unwrap_or_default()
+        .try_into()
+        .map_err(|_| StoreError::Backend(format!("revocation_epochs must hold {SLOTS} slots")))?;
+    Ok(Arc::new(epochs))
+}
