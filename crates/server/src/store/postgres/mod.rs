@@ -71,9 +71,13 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
         drop(first);
+        // No ping before each use (sqlx's default): it was a round trip per statement, a
+        // third of a session check's. A connection that died answers its next statement with
+        // an error, the request with 503, and the pool then replaces it.
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(map_err)?;
@@ -82,6 +86,7 @@ impl PostgresStore {
         let claims = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         let cache = Arc::new(cache::ReadCache::new(pool.clone()));
         let touches = sessions::touches(pool.clone());
