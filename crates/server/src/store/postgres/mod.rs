@@ -43,7 +43,7 @@ impl PostgresStore {
     /// Connects and applies the embedded migrations (under sqlx's advisory lock).
     ///
     /// `pgbouncer=session` in the URL says a pgbouncer in session mode is in front: see
-    /// [`pooler`] for what changes and why it is a switch. A transaction pooler is refused.
+    /// `pooler.rs` for what changes and why it is a switch. A transaction pooler is refused.
     pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<Self> {
         let (url, pooler) = pooler::split_url(url)?;
         let options = PgConnectOptions::from_str(&url)
