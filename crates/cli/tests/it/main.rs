@@ -8,6 +8,7 @@ mod client_commands;
 mod crash;
 mod first_day;
 mod multi_node;
+mod pgbouncer;
 mod secrets;
 mod serve;
 mod smart_lockout;

@@ -19,6 +19,7 @@ mod cache;
 mod clients;
 mod counters;
 mod idempotency;
+mod pooler;
 mod sessions;
 mod users;
 
@@ -55,17 +56,23 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// Connects and applies the embedded migrations (under sqlx's advisory lock).
+    ///
+    /// `pgbouncer=session` in the URL says a pgbouncer in session mode is in front: see
+    /// `pooler.rs` for what changes and why it is a switch. A transaction pooler is refused.
     pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(url)
+        let (url, pooler) = pooler::split_url(url)?;
+        let options = PgConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?
-            .application_name("m2m-session")
-            .options([("synchronous_commit", "on")]);
+            .application_name("m2m-session");
+        let options = pooler::connect_options(options, pooler);
         // One connection first, and the migrations on it: a pool that cannot connect reports
         // only "pool timed out", and the reason (refused, unknown host, authentication) is
         // what the person who named the database needs.
-        let mut first = PgConnection::connect_with(&options)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect: {e}")))?;
+        let mut first = PgConnection::connect_with(&options).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot connect: {e}{}", pooler::hint(&e)))
+        })?;
+        pooler::refuse_transaction_pooling(&mut first, &options).await?;
+        pooler::prepare(&mut first, pooler).await?;
         sqlx::migrate!("./migrations/postgres")
             .run(&mut first)
             .await
@@ -74,20 +81,19 @@ impl PostgresStore {
         // No ping before each use (sqlx's default): it was a round trip per statement, a
         // third of a session check's. A connection that died answers its next statement with
         // an error, the request with 503, and the pool then replaces it.
-        let pool = PgPoolOptions::new()
+        let pool_options = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
-            .test_before_acquire(false)
+            .test_before_acquire(false);
+        let pool_options = pooler::after_connect(pool_options, pooler);
+        let pool = pool_options
+            .clone()
             .connect_with(options.clone())
             .await
             .map_err(map_err)?;
         // Every reset with a key holds one for its whole run (two password hashes), so as many
         // as the main pool; opened on first use, as nodes without keyed resets need none.
-        let claims = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .test_before_acquire(false)
-            .connect_lazy_with(options);
+        let claims = pool_options.connect_lazy_with(options);
         let cache = Arc::new(cache::ReadCache::new(pool.clone()));
         let touches = sessions::touches(pool.clone());
         Ok(Self {
