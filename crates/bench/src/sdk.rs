@@ -36,9 +36,9 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let half = *args.duration / 2;
     let dir = tempfile::tempdir()?;
-    let database = dir.path().join("bench.db");
+    let database = dir.path().join("bench.db").display().to_string();
     eprintln!("seeding 16 users and 1,000 sessions");
-    seed::users(&database.display().to_string(), 16, Argon2Settings::MINIMUM).await?;
+    seed::users(&database, 16, Argon2Settings::MINIMUM).await?;
     let tokens = Arc::new(seed::sessions(&database, 16, 1_000, 0).await?);
     let served = Served::start(&served::default_binary()?, &database, &[]).await?;
     let (sdk, tool) =
