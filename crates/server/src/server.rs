@@ -189,7 +189,7 @@ impl Server {
         let sync = tokio::spawn(clock_sync_loop(self.store.clone(), self.clock.clone()));
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let state = AppState {
-            service: self.service.clone(),
+            service: Arc::new(self.service.clone()),
             clock: self.clock.clone(),
             body_limit: self.body_limit,
             body_read_timeout: self.connections.body_read_timeout,

@@ -24,7 +24,7 @@ pub use counters::{
     LockedCounters, NewReservation, PreviousPassword, SHARED_BUCKET,
 };
 pub use error::{StoreError, StoreResult};
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, as_one_check};
 pub use records::{
     ApiTokenRecord, AuditRecord, ClientRecord, IdempotencyRecord, LockoutRecord, PasswordReset,
     SessionRecord, SessionStart, UserRecord,

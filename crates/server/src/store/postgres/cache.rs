@@ -22,6 +22,8 @@
 //!
 //! Checks share the proof: a node runs one validation at a time, and every check that begins
 //! while one is under way waits for the next, which answers all of them with one statement.
+//! And a check is a whole request: its API token and its session may rest on one validation,
+//! any sent after the request arrived (see [`as_one_check`]), which halves the validations.
 //!
 //! What is not strict, and need not be: a cached session's last use is the one read, plus this
 //! node's own touches; another node's touches are not seen. It only ever lags, so a session
@@ -30,6 +32,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use sqlx::PgPool;
 
@@ -47,6 +50,20 @@ const MAX_ENTRIES_PER_SLOT: usize = 100_000 / SLOTS;
 /// Every slot's epoch, as one validation read them.
 pub(super) type Epochs = Arc<[i64; SLOTS]>;
 
+tokio::task_local! {
+    /// When the check the current task serves began; see [`as_one_check`].
+    static CHECK_BEGAN: Instant;
+}
+
+/// Runs `work` as one check that began at `began`: every lookup in it may rest on any
+/// validation sent after `began`, rather than on one sent after the lookup itself. The HTTP
+/// layer runs each request so, from its arrival: a revocation acknowledged before the request
+/// arrived is then observed by all of its lookups, which is the promise. Outside such a scope
+/// (the admin CLI, tests), each lookup is a check of its own.
+pub async fn as_one_check<F: Future>(began: Instant, work: F) -> F::Output {
+    CHECK_BEGAN.scope(began, work).await
+}
+
 /// The slot a token's digest falls in, as the migration's trigger computes it.
 pub(super) fn slot(digest: &TokenDigest) -> usize {
     usize::from(digest.0[0]) % SLOTS
@@ -62,24 +79,24 @@ pub(super) type Slots<T> = Vec<HashMap<TokenDigest, Cached<T>>>;
 
 #[derive(Debug)]
 pub(super) struct State {
-    /// The epochs of the latest validation; they only grow.
-    validated: Option<Epochs>,
+    /// The epochs of the latest validation, and when it was sent; they only grow.
+    validated: Option<(Instant, Epochs)>,
     sessions: Slots<SessionRecord>,
     api_tokens: Slots<ApiTokenRecord>,
 }
 
 impl State {
     /// Drops what the epochs prove may be revoked.
-    fn observe(&mut self, epochs: &Epochs) {
+    fn observe(&mut self, sent: Instant, epochs: &Epochs) {
         for s in 0..SLOTS {
-            let before = self.validated.as_ref().map_or(i64::MIN, |v| v[s]);
+            let before = self.validated.as_ref().map_or(i64::MIN, |(_, v)| v[s]);
             if epochs[s] > before {
                 self.sessions[s].retain(|_, c| c.epoch >= epochs[s]);
                 self.api_tokens[s].retain(|_, c| c.epoch >= epochs[s]);
             }
         }
         // Validations run one after another (one batcher), so each is the latest.
-        self.validated = Some(Arc::clone(epochs));
+        self.validated = Some((sent, Arc::clone(epochs)));
     }
 }
 
@@ -118,8 +135,9 @@ impl ReadCache {
         let validations = Batcher::new(move |waiting: Vec<()>| {
             let (pool, state) = (pool.clone(), Arc::clone(&observer));
             async move {
+                let sent = Instant::now();
                 let epochs = read_epochs(&pool).await?;
-                lock(&state).observe(&epochs);
+                lock(&state).observe(sent, &epochs);
                 Ok(vec![epochs; waiting.len()])
             }
         });
@@ -139,9 +157,22 @@ impl ReadCache {
         Fut: Future<Output = StoreResult<Option<(T, i64)>>>,
     {
         let s = slot(digest);
-        let cached = T::slots(&mut lock(&self.state))[s].get(digest).cloned();
+        let began = CHECK_BEGAN
+            .try_with(|t| *t)
+            .unwrap_or_else(|_| Instant::now());
+        let (cached, validated) = {
+            let mut state = lock(&self.state);
+            let validated = match &state.validated {
+                Some((sent, epochs)) if *sent >= began => Some(Arc::clone(epochs)),
+                _ => None,
+            };
+            (T::slots(&mut state)[s].get(digest).cloned(), validated)
+        };
         if let Some(cached) = cached {
-            let epochs = self.validations.submit(()).await?;
+            let epochs = match validated {
+                Some(epochs) => epochs,
+                None => self.validations.submit(()).await?,
+            };
             if cached.epoch >= epochs[s] {
                 return Ok(Some(cached.record));
             }
@@ -157,7 +188,7 @@ impl ReadCache {
         let s = slot(digest);
         let mut state = lock(&self.state);
         // Already older than what a validation proved: it would never be served.
-        if state.validated.as_ref().is_some_and(|v| epoch < v[s]) {
+        if state.validated.as_ref().is_some_and(|(_, v)| epoch < v[s]) {
             return;
         }
         let entries = &mut T::slots(&mut state)[s];

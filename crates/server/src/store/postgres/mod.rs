@@ -23,6 +23,8 @@ mod pooler;
 mod sessions;
 mod users;
 
+pub use cache::as_one_check;
+
 use std::str::FromStr;
 use std::sync::Arc;
 
