@@ -1,5 +1,7 @@
 //! Sessions in PostgreSQL. A login holds the username's lock while it applies its success to
-//! the counters, so that a failure recorded meanwhile reads the success's forgiveness.
+//! the counters, so that a failure recorded meanwhile reads the success's forgiveness. Checks
+//! are served by the node's read cache (`cache.rs`), and last uses are written for many
+//! sessions by one statement (`batch.rs`).
 
 use async_trait::async_trait;
 
@@ -42,32 +44,16 @@ impl SessionStore for PostgresStore {
     }
 
     async fn find_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
-        let fetch = || {
-            sqlx::query(concat!(
-                "SELECT s.*, u.account, ",
-                epoch_of_slot!(),
-                " FROM sessions s JOIN users u ON u.username = s.username
-                 WHERE s.token_hash = $1"
-            ))
-            .bind(digest.as_bytes())
-            .try_map(|r: PgRow| Ok((rows::session(&r)?, r.try_get("epoch")?)))
-            .fetch_optional(&self.pool)
-        };
-        self.cache
-            .read(digest, || async { fetch().await.map_err(map_err) })
-            .await
+        self.cache.read(digest, || self.fetch_session(digest)).await
     }
 
     async fn reload_session(&self, digest: &TokenDigest) -> StoreResult<Option<SessionRecord>> {
-        sqlx::query(
-            "SELECT s.*, u.account FROM sessions s JOIN users u ON u.username = s.username
-             WHERE s.token_hash = $1",
-        )
-        .bind(digest.as_bytes())
-        .try_map(|r: PgRow| rows::session(&r))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)
+        let found = self.fetch_session(digest).await?;
+        // The cached copy learns the stored last use, so it is not read again at every check.
+        if let Some((record, _)) = &found {
+            self.cache.touched(digest, record.last_used_at);
+        }
+        Ok(found.map(|(record, _)| record))
     }
 
     async fn touch_session(&self, digest: &TokenDigest, now: Timestamp) -> StoreResult<bool> {
@@ -140,6 +126,25 @@ impl SessionStore for PostgresStore {
             .await
             .map(|r| r.rows_affected() > 0)
             .map_err(map_err)
+    }
+}
+
+impl PostgresStore {
+    /// The session with its slot's revocation epoch, read in one snapshot (`cache.rs`).
+    async fn fetch_session(
+        &self,
+        digest: &TokenDigest,
+    ) -> StoreResult<Option<(SessionRecord, i64)>> {
+        sqlx::query(concat!(
+            "SELECT s.*, u.account, ",
+            epoch_of_slot!(),
+            " FROM sessions s JOIN users u ON u.username = s.username WHERE s.token_hash = $1"
+        ))
+        .bind(digest.as_bytes())
+        .try_map(|r: PgRow| Ok((rows::session(&r)?, r.try_get("epoch")?)))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)
     }
 }
 
