@@ -34,19 +34,7 @@ async fn two_nodes() -> (PgTestDatabase, Arc<PostgresStore>, Arc<PostgresStore>)
 }
 
 async fn new_session(store: &PostgresStore, username: &str) -> SessionRecord {
-    let token = SessionToken::generate(&OsRandomness);
-    let record = SessionRecord {
-        token_digest: token.digest(),
-        id: token.expose()[..16].to_owned(),
-        username: username.into(),
-        client_id: "c1".into(),
-        created_at: T0,
-        last_used_at: T0,
-        account: Some("acct".into()),
-        ip: None,
-    };
-    store.insert_session(&record).await.unwrap();
-    record
+    insert_new_session(store, username).await
 }
 
 fn api_token(name: &str) -> ApiTokenRecord {
@@ -337,17 +325,7 @@ async fn a_session_used_on_another_node_is_not_ended_as_idle() {
 
     let (_db, a, b) = two_nodes().await;
     let token = SessionToken::generate(&OsRandomness);
-    let session = SessionRecord {
-        token_digest: token.digest(),
-        id: token.expose()[..16].to_owned(),
-        username: "ann".into(),
-        client_id: "c1".into(),
-        created_at: T0,
-        last_used_at: T0,
-        account: Some("acct".into()),
-        ip: None,
-    };
-    a.insert_session(&session).await.unwrap();
+    a.insert_session(&session_of(&token, "ann")).await.unwrap();
     let service =
         |store: Arc<PostgresStore>| SessionService::new(store, hasher(), Policy::default());
     let (on_a, on_b) = (service(a.clone()), service(b.clone()));

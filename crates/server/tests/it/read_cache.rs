@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2m_session_server::crypto::{OsRandomness, SessionToken, digest};
+use m2m_session_server::crypto::digest;
 use m2m_session_server::store::{
     ApiTokenRecord, ClientStore, SessionRecord, SessionStore, SqliteStore, StoreSettings, UserStore,
 };
@@ -24,19 +24,7 @@ async fn seeded(store: &SqliteStore) {
 }
 
 async fn new_session(store: &SqliteStore, username: &str) -> SessionRecord {
-    let token = SessionToken::generate(&OsRandomness);
-    let record = SessionRecord {
-        token_digest: token.digest(),
-        id: token.expose()[..16].to_owned(),
-        username: username.into(),
-        client_id: "c1".into(),
-        created_at: T0,
-        last_used_at: T0,
-        account: Some("acct".into()),
-        ip: None,
-    };
-    store.insert_session(&record).await.unwrap();
-    record
+    insert_new_session(store, username).await
 }
 
 /// Looks the session up until the cache holds it (validation runs in the background).

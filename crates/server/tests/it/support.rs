@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m2m_session_server::crypto::{Argon2Settings, PasswordHasher};
+use m2m_session_server::crypto::{Argon2Settings, OsRandomness, PasswordHasher, SessionToken};
 use m2m_session_server::domain::{Policy, SessionService};
-use m2m_session_server::store::{ClientRecord, SqliteStore, Store, StoreSettings, UserRecord};
+use m2m_session_server::store::{
+    ClientRecord, SessionRecord, SessionStore, SqliteStore, Store, StoreSettings, UserRecord,
+};
 use m2m_session_server::time::Timestamp;
 use m2m_session_server::{Server, ServerConfig};
 use reqwest::{Method, Response};
@@ -384,4 +386,30 @@ impl Backend {
             }
         }
     }
+}
+
+/// A live session of `username` for client `c1` (account `acct`, as `seed_records` makes it),
+/// last used at `T0`, under `token`.
+pub fn session_of(token: &SessionToken, username: &str) -> SessionRecord {
+    SessionRecord {
+        token_digest: token.digest(),
+        id: token.expose()[..16].to_owned(),
+        username: username.into(),
+        client_id: "c1".into(),
+        created_at: T0,
+        last_used_at: T0,
+        account: Some("acct".into()),
+        ip: None,
+    }
+}
+
+/// A new session of `username` stored in `store` (see [`session_of`]).
+pub async fn insert_new_session(
+    store: &(impl SessionStore + ?Sized),
+    username: &str,
+) -> SessionRecord {
+    let token = SessionToken::generate(&OsRandomness);
+    let record = session_of(&token, username);
+    store.insert_session(&record).await.unwrap();
+    record
 }
