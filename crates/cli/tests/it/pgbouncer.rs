@@ -171,7 +171,8 @@ fn one_line_error(env: &Env, args: &[&str]) -> String {
     lines[0].to_owned()
 }
 
-/// Two nodes with a small pool each (4 + 4 for keyed resets' claims): pgbouncer's pool of 24
+/// Two nodes with a small pool each (4 + 4 for keyed resets' claims + 1 for the read cache's
+/// validations): pgbouncer's pool of 24
 /// covers both with room for the admin commands, as the README's sizing rule says.
 const NODE_POOL: &[&str] = &["--database-max-connections", "4"];
 

@@ -348,3 +348,60 @@ async fn a_session_used_on_another_node_is_not_ended_as_idle() {
     );
     assert_eq!(b.reload_session(&token.digest()).await.unwrap(), None);
 }
+
+/// Validations run on a connection of their own. When it dies, the checks that waited on it are
+/// answered "unavailable" (never with the cached record), the next validation opens another,
+/// and the cache serves again; closing the store closes it.
+#[tokio::test]
+async fn a_lost_validation_connection_is_replaced_and_never_serves_a_revoked_session() {
+    use m2m_session_server::store::{Store, StoreError};
+
+    let (db, a, b) = two_nodes().await;
+    let mut sql = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let validators = "SELECT pid FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()
+                        AND query LIKE '%array_agg(epoch ORDER BY slot)%'";
+    let s = new_session(&a, "ann").await;
+    warm(&a, &s).await;
+    let pids: Vec<i32> = sqlx::query_scalar(validators)
+        .fetch_all(&mut sql)
+        .await
+        .unwrap();
+    assert_eq!(
+        pids.len(),
+        1,
+        "expected one validations' connection: {pids:?}"
+    );
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pids[0])
+        .execute(&mut sql)
+        .await
+        .unwrap();
+    assert!(b.delete_session(&s.token_digest).await.unwrap());
+    for _ in 0..3 {
+        match a.find_session(&s.token_digest).await {
+            Ok(found) => assert_eq!(found, None, "a revoked session was served"),
+            Err(StoreError::Unavailable(_)) => {}
+            Err(e) => panic!("expected unavailable or nothing, got {e:?}"),
+        }
+    }
+    let s = new_session(&a, "ann").await;
+    warm(&a, &s).await;
+
+    a.close().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<i32> = sqlx::query_scalar(validators)
+            .fetch_all(&mut sql)
+            .await
+            .unwrap();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the validations' connection outlived the store: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

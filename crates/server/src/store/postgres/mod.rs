@@ -154,6 +154,7 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) {
+        self.cache.close().await;
         self.pool.close().await;
     }
 
