@@ -16,23 +16,29 @@ pub(super) async fn lock_username(
     tx: &mut Transaction<'static, Postgres>,
     username: &str,
 ) -> StoreResult<()> {
-    advisory_lock(tx, username, 0).await
+    lock_username_and_address(tx, username, None).await
 }
 
-/// Seeds of the advisory lock keys: apart, so that a username, an address and an idempotency
-/// key (seed 1, `idempotency.rs`) never share a lock.
-async fn advisory_lock(
+/// The username's lock and then, when given, the client address's, in one statement (the
+/// select list is evaluated in order, so every node takes the two in the same order). The
+/// seeds keep the keys apart: a username (0), an idempotency key (1, `idempotency.rs`) and an
+/// address (2) never share a lock.
+async fn lock_username_and_address(
     tx: &mut Transaction<'static, Postgres>,
-    name: &str,
-    seed: i64,
+    username: &str,
+    address: Option<&str>,
 ) -> StoreResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))")
-        .bind(name)
-        .bind(seed)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
-        .map_err(map_err)
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0)),
+                CASE WHEN $2::text IS NOT NULL
+                     THEN pg_advisory_xact_lock(hashtextextended($2, 2)) END",
+    )
+    .bind(username)
+    .bind(address)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+    .map_err(map_err)
 }
 
 /// Writes the parts of `change` that are set; decides nothing.
@@ -159,11 +165,8 @@ impl CounterStore for PostgresStore {
         key: &CounterKey,
     ) -> StoreResult<Box<dyn LockedCounters + 'a>> {
         let mut tx = self.begin().await?;
-        lock_username(&mut tx, &key.username).await?;
         let address = key.address.as_ref();
-        if let Some(address) = address {
-            advisory_lock(&mut tx, &address.ip, 2).await?;
-        }
+        lock_username_and_address(&mut tx, &key.username, address.map(|a| a.ip.as_str())).await?;
         // One statement, one snapshot: a failure finishing meanwhile on another node moves
         // from the reservations to the log without being missed by both counts.
         let mut counters = sqlx::query(
