@@ -4,6 +4,7 @@
 //! All traffic goes to servers this process starts on 127.0.0.1; every loop is bounded in time.
 
 mod costs;
+mod driver;
 mod load;
 mod nodes;
 mod perf;
@@ -40,6 +41,9 @@ enum Command {
     /// The SDK against bare HTTP: verify_session against the load generator on one endpoint,
     /// and the middleware against plain reqwest on a device-API stand-in
     Sdk(sdk::Args),
+    /// A login's database work on one SQLite file, sqlx (as the server uses it) against
+    /// rusqlite on a dedicated thread, A-B-B-A: logins/s, CPU µs, context switches, p50/p99
+    Driver(driver::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
             Command::Costs(args) => costs::run(args).await,
             Command::Perf(args) => perf::run(args).await,
             Command::Sdk(args) => sdk::run(args).await,
+            Command::Driver(args) => driver::run(args).await,
         }
     })
 }
