@@ -24,7 +24,7 @@
 //! while one is under way waits for the next, which answers all of them with one statement.
 //! Validations have a connection of their own, outside the pool: taken from the pool and handed
 //! back for each, they woke a different idle backend every time, which cost PostgreSQL twice the
-//! CPU per check (22–34 µs against 14–15, measured), and each hand-back was a task of its own.
+//! CPU per check (22–34 µs against 11–15, measured), and each hand-back was a task of its own.
 //! And a check is a whole request: its API token and its session may rest on one validation,
 //! any sent after the request arrived (see [`as_one_check`]), which halves the validations.
 //!
