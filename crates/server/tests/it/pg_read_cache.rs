@@ -405,3 +405,40 @@ async fn a_lost_validation_connection_is_replaced_and_never_serves_a_revoked_ses
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A validation PostgreSQL does not answer (here it waits behind a lock on the epochs; in life,
+/// a connection a firewall dropped without a word) is given up after the store's acquire
+/// timeout: the check is answered "unavailable", never with the cached record, instead of
+/// waiting with every other check of the node; the next validation runs on a new connection.
+#[tokio::test]
+async fn a_validation_that_hangs_is_given_up_and_its_connection_replaced() {
+    use m2m_session_server::store::StoreError;
+
+    let db = PgTestDatabase::create().await;
+    let settings = StoreSettings {
+        acquire_timeout: Duration::from_millis(500),
+        ..StoreSettings::default()
+    };
+    let a = PostgresStore::open(db.url(), &settings).await.unwrap();
+    seed_records(&a, &["ann"]).await;
+    let s = new_session(&a, "ann").await;
+    warm(&a, &s).await;
+
+    let mut blocker = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let mut lock = blocker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE revocation_epochs IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let check = tokio::time::timeout(Duration::from_secs(20), a.find_session(&s.token_digest))
+        .await
+        .expect("the check waited for a validation that never came");
+    match check {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("did not answer"), "{message}");
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    lock.rollback().await.unwrap();
+    warm(&a, &s).await;
+}

@@ -35,7 +35,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnection, PgPool};
 
@@ -129,7 +129,9 @@ pub(super) struct ReadCache {
 }
 
 impl ReadCache {
-    pub(super) fn new(pool: PgPool) -> Self {
+    /// `patience`: how long a validation may take before the checks waiting for it are
+    /// answered "unavailable" (the store's acquire timeout).
+    pub(super) fn new(pool: PgPool, patience: Duration) -> Self {
         let state = Arc::new(Mutex::new(State {
             validated: None,
             sessions: (0..SLOTS).map(|_| HashMap::new()).collect(),
@@ -138,6 +140,7 @@ impl ReadCache {
         let observer = Arc::clone(&state);
         let reader = Arc::new(EpochReader {
             pool,
+            patience,
             connection: tokio::sync::Mutex::new(None),
         });
         let validator = Arc::clone(&reader);
@@ -252,11 +255,14 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Reads the epochs on a connection of its own (see the module doc); one that failed is
-/// dropped and the next validation opens another.
+/// Reads the epochs on a connection of its own (see the module doc); one that failed, or did
+/// not answer within `patience`, is dropped and the next validation opens another. Without the
+/// bound, one validation stuck on a connection that a firewall dropped silently, or behind a
+/// lock, would hold every check of the node until TCP gave up, minutes later.
 #[derive(Debug)]
 struct EpochReader {
     pool: PgPool,
+    patience: Duration,
     connection: tokio::sync::Mutex<Option<PgConnection>>,
 }
 
@@ -269,15 +275,24 @@ impl EpochReader {
             // then detached: it does not take one of `--database-max-connections`.
             None => held.insert(self.pool.acquire().await.map_err(map_err)?.detach()),
         };
-        let read =
+        let read = tokio::time::timeout(
+            self.patience,
             sqlx::query_scalar("SELECT array_agg(epoch ORDER BY slot) FROM revocation_epochs")
-                .fetch_one(connection)
-                .await;
+                .fetch_one(connection),
+        )
+        .await;
         match read {
-            Ok(epochs) => epochs_of(epochs),
-            Err(e) => {
+            Ok(Ok(epochs)) => epochs_of(epochs),
+            Ok(Err(e)) => {
                 *held = None;
                 Err(map_err(e))
+            }
+            Err(_) => {
+                *held = None;
+                Err(StoreError::Unavailable(format!(
+                    "PostgreSQL did not answer the read cache's validation within {}",
+                    humantime::format_duration(self.patience)
+                )))
             }
         }
     }

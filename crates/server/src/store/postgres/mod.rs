@@ -96,7 +96,10 @@ impl PostgresStore {
         // Every reset with a key holds one for its whole run (two password hashes), so as many
         // as the main pool; opened on first use, as nodes without keyed resets need none.
         let claims = pool_options.connect_lazy_with(options);
-        let cache = Arc::new(cache::ReadCache::new(pool.clone()));
+        let cache = Arc::new(cache::ReadCache::new(
+            pool.clone(),
+            settings.acquire_timeout,
+        ));
         let touches = sessions::touches(pool.clone());
         Ok(Self {
             pool,
