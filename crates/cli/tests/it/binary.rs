@@ -87,6 +87,16 @@ pub struct Served {
 }
 
 impl Served {
+    /// Two nodes started at once on `env`'s database, as a cluster is started: on an empty
+    /// database they race for the migrations, whose lock must hold.
+    pub fn start_two(env: &Env, extra: &[&str]) -> (Self, Self) {
+        std::thread::scope(|s| {
+            let a = s.spawn(|| Self::start(env, extra, "info"));
+            let b = s.spawn(|| Self::start(env, extra, "info"));
+            (a.join().unwrap(), b.join().unwrap())
+        })
+    }
+
     pub fn start(env: &Env, extra: &[&str], rust_log: &str) -> Self {
         let mut child = env
             .command()

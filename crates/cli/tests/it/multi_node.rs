@@ -29,11 +29,7 @@ pub(crate) fn cluster_with(extra: &[&str]) -> (Cluster, String, String) {
     let mut env = Env::new();
     env.database = db.url().to_owned();
     // Both nodes start together on an empty database: the migration lock must hold.
-    let (a, b) = thread::scope(|s| {
-        let a = s.spawn(|| Served::start(&env, extra, "info"));
-        let b = s.spawn(|| Served::start(&env, extra, "info"));
-        (a.join().unwrap(), b.join().unwrap())
-    });
+    let (a, b) = Served::start_two(&env, extra);
     let secret = env.ok(&["client", "add", "app"]);
     let password = env.ok(&["user", "add", "alice"]);
     let cluster = Cluster {

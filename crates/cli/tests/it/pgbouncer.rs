@@ -203,18 +203,10 @@ fn session_of(status: u16, body: &Value) -> String {
 
 #[test]
 fn two_nodes_behind_pgbouncer_in_session_mode_keep_the_contract() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let db = runtime.block_on(PgTestDatabase::create());
-    let bouncer = Pgbouncer::start("session", 24);
-    let mut env = Env::without_database();
-    env.database = bouncer.url(&db, "?pgbouncer=session");
+    let (_runtime, _db, bouncer, env) = behind_pgbouncer("session", 24, "?pgbouncer=session");
     // Both nodes start together on the empty database, through pgbouncer: the migrations'
     // session-level advisory lock holds, as session pooling keeps a client on one backend.
-    let (a, b) = thread::scope(|s| {
-        let a = s.spawn(|| Served::start(&env, NODE_POOL, "info"));
-        let b = s.spawn(|| Served::start(&env, NODE_POOL, "info"));
-        (a.join().unwrap(), b.join().unwrap())
-    });
+    let (a, b) = Served::start_two(&env, NODE_POOL);
     let secret = env.ok(&["client", "add", "app"]);
     let alice = env.ok(&["user", "add", "alice"]);
     let bob = env.ok(&["user", "add", "bob"]);
@@ -299,15 +291,26 @@ fn two_nodes_behind_pgbouncer_in_session_mode_keep_the_contract() {
     drop(bouncer);
 }
 
+/// A fresh database behind a pgbouncer in `mode` with `pool_size` server connections, and the
+/// CLI's environment pointed at it through the URL's `switch` (e.g. `?pgbouncer=session`).
+fn behind_pgbouncer(
+    mode: &str,
+    pool_size: u32,
+    switch: &str,
+) -> (tokio::runtime::Runtime, PgTestDatabase, Pgbouncer, Env) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(PgTestDatabase::create());
+    let bouncer = Pgbouncer::start(mode, pool_size);
+    let mut env = Env::without_database();
+    env.database = bouncer.url(&db, switch);
+    (runtime, db, bouncer, env)
+}
+
 /// The failure without the switch: a stock pgbouncer refuses the node's startup parameters, and
 /// the one-line error says what to add.
 #[test]
 fn without_the_switch_pgbouncer_refuses_the_node_and_the_error_says_what_to_add() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let db = runtime.block_on(PgTestDatabase::create());
-    let bouncer = Pgbouncer::start("session", 2);
-    let mut env = Env::without_database();
-    env.database = bouncer.url(&db, "");
+    let (_runtime, db, bouncer, mut env) = behind_pgbouncer("session", 2, "");
     let line = one_line_error(&env, &["init"]);
     assert!(line.contains("unsupported startup parameter"), "{line}");
     assert!(line.contains("?pgbouncer=session"), "{line}");
@@ -318,11 +321,7 @@ fn without_the_switch_pgbouncer_refuses_the_node_and_the_error_says_what_to_add(
 /// Transaction pooling is refused in one line before the migrations touch the database.
 #[test]
 fn a_transaction_pooler_is_refused_in_one_line_before_the_migrations() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let db = runtime.block_on(PgTestDatabase::create());
-    let bouncer = Pgbouncer::start("transaction", 4);
-    let mut env = Env::without_database();
-    env.database = bouncer.url(&db, "?pgbouncer=session");
+    let (runtime, db, bouncer, mut env) = behind_pgbouncer("transaction", 4, "?pgbouncer=session");
     let line = one_line_error(&env, &["init"]);
     assert!(line.contains("transaction"), "{line}");
     assert!(line.contains("pool_mode = session"), "{line}");
