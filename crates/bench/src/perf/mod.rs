@@ -10,7 +10,7 @@ pub(crate) mod argon2_limit;
 mod burst;
 pub(crate) mod served;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -138,54 +138,62 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let bearer = api_token(&served.base).await?;
     let small = phase(&served, &database, &bearer, &tokens, &args, cores).await?;
-    if postgres.is_some() {
+    let sqlite = if postgres.is_some() {
         served.stop().await?;
-        let report = Report {
-            machine: machine(cores),
-            backend: args.backend,
-            argon2_memory_kib: argon2.memory_kib,
-            small,
-            sqlite: None,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        return report.write(&args, cores);
-    }
-    let (sdk, tool) =
-        sdk_against_tool(&served, &tokens, args.concurrency, half(&args), args.rounds).await?;
-    served.stop().await?;
-
-    eprintln!("adding {} sessions", args.large.saturating_sub(args.small));
-    seed::sessions(
-        &database,
-        args.users,
-        0,
-        args.large.saturating_sub(args.small),
-    )
-    .await?;
-    let served = Served::start(&bin, &database, &[]).await?;
-    let large = phase(&served, &database, &bearer, &tokens, &args, cores).await?;
-    served.stop().await?;
-
-    eprintln!("burst of {} logins", args.burst);
-    let served = Served::start(&bin, &database, &[]).await?;
-    let burst = burst::run(&served, &bearer, args.users, args.burst).await?;
-    served.stop().await?;
-
+        None
+    } else {
+        Some(sqlite_only(served, &bin, &database, &bearer, &tokens, &args, cores).await?)
+    };
     let report = Report {
         machine: machine(cores),
         backend: args.backend,
         argon2_memory_kib: argon2.memory_kib,
         small,
-        sqlite: Some(SqliteOnly {
-            large,
-            sdk,
-            tool,
-            sdk_over_tool: sdk.per_second / tool.per_second,
-            burst,
-        }),
+        sqlite,
         seconds: started.elapsed().as_secs_f64(),
     };
     report.write(&args, cores)
+}
+
+/// The phases only the SQLite server has: the SDK against the load generator, the same rates
+/// with 1M live sessions, and the burst; `served` is the small phase's server, stopped here.
+async fn sqlite_only(
+    served: Served,
+    bin: &Path,
+    database: &str,
+    bearer: &str,
+    tokens: &Arc<Vec<String>>,
+    args: &Args,
+    cores: usize,
+) -> anyhow::Result<SqliteOnly> {
+    let (sdk, tool) =
+        sdk_against_tool(&served, tokens, args.concurrency, half(args), args.rounds).await?;
+    served.stop().await?;
+
+    eprintln!("adding {} sessions", args.large.saturating_sub(args.small));
+    seed::sessions(
+        database,
+        args.users,
+        0,
+        args.large.saturating_sub(args.small),
+    )
+    .await?;
+    let served = Served::start(bin, database, &[]).await?;
+    let large = phase(&served, database, bearer, tokens, args, cores).await?;
+    served.stop().await?;
+
+    eprintln!("burst of {} logins", args.burst);
+    let served = Served::start(bin, database, &[]).await?;
+    let burst = burst::run(&served, bearer, args.users, args.burst).await?;
+    served.stop().await?;
+
+    Ok(SqliteOnly {
+        large,
+        sdk,
+        tool,
+        sdk_over_tool: sdk.per_second / tool.per_second,
+        burst,
+    })
 }
 
 async fn phase(
